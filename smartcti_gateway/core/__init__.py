@@ -1,0 +1,1 @@
+"""The PABX-neutral core: no sockets, no clocks, no files."""

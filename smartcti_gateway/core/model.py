@@ -1,0 +1,265 @@
+"""What one link knows about its switch: devices in service, agents and calls.
+
+Plain data and pure updates, no I/O: the command planner reads it, PABX
+events update it (``Switch.apply``). A call is a set of connections, one
+per party, each with a CSTA connection state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .codes import Result
+from .pabx import (
+    AgentEvent,
+    AgentEventType,
+    AgentState,
+    CallEvent,
+    CallEventType,
+    CallInfo,
+    ConnectionState as CS,
+    Direction,
+    PabxEvent,
+)
+
+
+@dataclass
+class Call:
+    call_id: str
+    direction: Direction = Direction.UNKNOWN
+    calling: str = ""          # ANI
+    called: str = ""           # DNIS
+    group: str = ""            # ACD group that delivered it
+    trunks: str = ""
+    category: str = ""
+    data: str = ""
+    connections: dict[str, CS] = field(default_factory=dict)  # party -> state
+
+    def update_from(self, ev: CallEvent | CallInfo) -> None:
+        """Fill what the switch reported; never erase known values with blanks."""
+        for name in ("calling", "called", "group", "trunks", "category", "data"):
+            value = getattr(ev, name)
+            if value:
+                setattr(self, name, value)
+        if ev.direction is not Direction.UNKNOWN:
+            self.direction = ev.direction
+
+
+@dataclass
+class Agent:
+    agent_id: str
+    groups: tuple[str, ...] = ()
+    state: AgentState = AgentState.LOGGED_ON
+    password: str = field(default="", repr=False)  # kept in memory only, never logged or stored
+    reason: str = ""
+
+
+@dataclass
+class Device:
+    name: str                  # trimmed, the key
+    wire_name: str = ""        # exactly as Protheus sent it, echoed in events
+    event_urls: list[str] = field(default_factory=list)
+    in_service: int = 0        # Protheus processes holding the device in service
+    agent: Agent | None = None
+    calls: list[str] = field(default_factory=list)  # call ids, oldest first
+    last_failure: Result | None = None
+
+
+# Which of a device's calls a command means, in order of preference.
+ACTIVE_ORDER = (CS.CONNECTED, CS.ALERTING, CS.INITIATED, CS.HELD, CS.QUEUED)
+
+
+class Switch:
+    """The link's model of the switch. Only devices the PABX accepted get an entry."""
+
+    def __init__(self) -> None:
+        self.devices: dict[str, Device] = {}
+        self.calls: dict[str, Call] = {}
+
+    # ---------------------------------------------------------------- devices
+    def device(self, name: str) -> Device | None:
+        return self.devices.get(name)
+
+    def ensure_device(self, name: str, wire_name: str = "") -> Device:
+        dev = self.devices.get(name)
+        if dev is None:
+            dev = self.devices[name] = Device(name, wire_name or name)
+        elif wire_name:
+            dev.wire_name = wire_name
+        return dev
+
+    def put_in_service(self, name: str, wire_name: str, event_url: str) -> Device:
+        dev = self.ensure_device(name, wire_name)
+        dev.in_service += 1
+        if event_url and event_url not in dev.event_urls:
+            dev.event_urls.append(event_url)
+        return dev
+
+    def take_out_of_service(self, name: str) -> bool:
+        """One Protheus process let the device go; True when it was the last one."""
+        dev = self.devices.get(name)
+        if dev is None or dev.in_service == 0:
+            return False
+        dev.in_service -= 1
+        if dev.in_service == 0:
+            dev.event_urls.clear()
+            return True
+        return False
+
+    def is_monitored(self, name: str) -> bool:
+        dev = self.devices.get(name)
+        return dev is not None and dev.in_service > 0
+
+    # ------------------------------------------------------------------ calls
+    def calls_of(self, name: str) -> list[Call]:
+        dev = self.devices.get(name)
+        if dev is None:
+            return []
+        return [self.calls[c] for c in dev.calls if c in self.calls]
+
+    def call_in_state(self, name: str, *states: CS) -> Call | None:
+        """The device's most recent call whose connection is in one of ``states``, by preference order."""
+        calls = self.calls_of(name)
+        for state in states:
+            for call in reversed(calls):
+                if call.connections.get(name) is state:
+                    return call
+        return None
+
+    def call_id_in_state(self, name: str, *states: CS) -> str:
+        call = self.call_in_state(name, *states)
+        return call.call_id if call else ""
+
+    def note_call(self, name: str, call_id: str, state: CS, direction: Direction = Direction.UNKNOWN) -> Call:
+        """Record a call the device has just placed (before its events arrive)."""
+        call = self._call(call_id)
+        call.connections.setdefault(name, state)
+        if direction is not Direction.UNKNOWN and call.direction is Direction.UNKNOWN:
+            call.direction = direction
+        self._attach(name, call_id)
+        return call
+
+    def _call(self, call_id: str) -> Call:
+        call = self.calls.get(call_id)
+        if call is None:
+            call = self.calls[call_id] = Call(call_id)
+        return call
+
+    def _attach(self, name: str, call_id: str) -> None:
+        dev = self.devices.get(name)
+        if dev is not None and call_id not in dev.calls:
+            dev.calls.append(call_id)
+
+    def _detach(self, name: str, call_id: str) -> None:
+        dev = self.devices.get(name)
+        if dev is not None and call_id in dev.calls:
+            dev.calls.remove(call_id)
+        call = self.calls.get(call_id)
+        if call is None:
+            return
+        call.connections.pop(name, None)
+        if not any(p in self.devices and p in call.connections for p in call.connections):
+            del self.calls[call_id]
+
+    def _rekey(self, name: str, old_id: str, new_id: str) -> Call:
+        """A transfer or conference merged ``old_id`` into ``new_id`` for this device."""
+        old = self.calls.get(old_id)
+        new = self._call(new_id)
+        if old is not None and old is not new:
+            for attr in ("calling", "called", "group", "trunks", "category", "data"):
+                if not getattr(new, attr):
+                    setattr(new, attr, getattr(old, attr))
+            if new.direction is Direction.UNKNOWN:
+                new.direction = old.direction
+        self._detach(name, old_id)
+        self._attach(name, new_id)
+        return new
+
+    # ----------------------------------------------------------------- events
+    def apply(self, event: PabxEvent) -> Device | None:
+        """Update the model from a PABX event; returns the device it concerns, if known."""
+        dev = self.devices.get(event.device)
+        if dev is None:
+            return None
+        if isinstance(event, AgentEvent):
+            self._apply_agent(dev, event)
+        else:
+            self._apply_call(dev, event)
+        return dev
+
+    def _apply_agent(self, dev: Device, ev: AgentEvent) -> None:
+        if ev.type is AgentEventType.LOGGED_OFF:
+            if dev.agent is not None:
+                dev.agent.state = AgentState.LOGGED_OFF
+            return
+        if dev.agent is None or (ev.agent_id and ev.agent_id != dev.agent.agent_id):
+            dev.agent = Agent(ev.agent_id)
+        if ev.groups:
+            dev.agent.groups = ev.groups
+        dev.agent.reason = ev.reason
+        dev.agent.state = {
+            AgentEventType.LOGGED_ON: AgentState.LOGGED_ON,
+            AgentEventType.READY: AgentState.READY,
+            AgentEventType.NOT_READY: AgentState.NOT_READY,
+            AgentEventType.WORK_AFTER_CALL: AgentState.WORK_AFTER_CALL,
+        }[ev.type]
+
+    def _apply_call(self, dev: Device, ev: CallEvent) -> None:
+        me = dev.name
+        other = ev.other_device if ev.other_device and ev.other_device != me else ""
+        t = ev.type
+        if t in (CallEventType.TRANSFERRED, CallEventType.CONFERENCED) and ev.old_call_id:
+            call = self._rekey(me, ev.old_call_id, ev.call_id)
+        else:
+            call = self._call(ev.call_id)
+            self._attach(me, ev.call_id)
+        call.update_from(ev)
+
+        if t is CallEventType.SERVICE_INITIATED:
+            call.connections[me] = CS.INITIATED
+            if call.direction is Direction.UNKNOWN:
+                call.direction = Direction.OUTBOUND
+        elif t is CallEventType.ORIGINATED:
+            call.connections[me] = CS.CONNECTED
+            if other:
+                call.connections.setdefault(other, CS.INITIATED)
+        elif t is CallEventType.DELIVERED:
+            if other:  # the far end of this device's call is ringing
+                call.connections[other] = CS.ALERTING
+                call.connections.setdefault(me, CS.CONNECTED)
+            else:
+                call.connections[me] = CS.ALERTING
+        elif t is CallEventType.ESTABLISHED:
+            call.connections[me] = CS.CONNECTED
+            if other:
+                call.connections[other] = CS.CONNECTED
+        elif t is CallEventType.FAILED:
+            call.connections[me] = CS.FAILED
+            dev.last_failure = ev.cause
+        elif t is CallEventType.HELD:
+            call.connections[me] = CS.HELD
+        elif t in (CallEventType.RETRIEVED, CallEventType.TRANSFERRED, CallEventType.CONFERENCED):
+            call.connections[me] = CS.CONNECTED
+            if other:
+                call.connections.setdefault(other, CS.CONNECTED)
+        elif t is CallEventType.DIVERTED or t is CallEventType.CONNECTION_CLEARED:
+            if other and other in call.connections:
+                del call.connections[other]
+            self._detach(me, ev.call_id)
+
+    # --------------------------------------------------------------- snapshot
+    def apply_snapshot(self, name: str, calls: list[CallInfo]) -> None:
+        """Replace what we know of the device's calls by what the switch reported."""
+        dev = self.devices.get(name)
+        if dev is None:
+            return
+        seen = set()
+        for info in calls:
+            seen.add(info.call_id)
+            call = self._call(info.call_id)
+            call.update_from(info)
+            call.connections[name] = info.state
+            for party in info.other_devices:
+                call.connections.setdefault(party, CS.CONNECTED)
+            self._attach(name, info.call_id)
+        for call_id in [c for c in dev.calls if c not in seen]:
+            self._detach(name, call_id)
