@@ -1,0 +1,1 @@
+"""PABX adapters: one package per switch family, all speaking core.pabx."""

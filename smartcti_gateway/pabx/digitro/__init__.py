@@ -1,0 +1,1 @@
+"""Dígitro NGC over XML-RPC (EasyCall Gate): dialect, driver and simulator."""

@@ -1,0 +1,365 @@
+"""Dígitro NGC driver: neutral requests as XML-RPC calls, XML-RPC events as neutral events.
+
+Requests go out on one aiohttp session (keep-alive) with the stdlib's
+marshalling; events come in on an endpoint this driver adds to the
+gateway's own listener, after ``cti.registra_retorno`` told the NGC where it
+is. Every wire name comes from the ``Dialect``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import xmlrpc.client
+from typing import Any, Callable
+
+import aiohttp
+from aiohttp import web
+
+from ...core.codes import Result
+from ...core import pabx as p
+from .dialect import OK, Dialect
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[p.PabxEvent], None]
+
+
+def has_dtd(body: bytes) -> bool:
+    """XML-RPC never needs a DTD; refusing one keeps entity bombs out of the parser."""
+    head = body[:4096].upper()
+    return b"<!DOCTYPE" in head or b"<!ENTITY" in body.upper()
+
+
+class XmlRpcFaultError(Exception):
+    pass
+
+
+def _dumps_response(value: Any) -> bytes:
+    return xmlrpc.client.dumps((value,), methodresponse=True, allow_none=False).encode("utf-8")
+
+
+def _dumps_fault(code: int, message: str) -> bytes:
+    return xmlrpc.client.dumps(xmlrpc.client.Fault(code, message), methodresponse=True).encode("utf-8")
+
+
+class DigitroDriver:
+    """One NGC for one link."""
+
+    def __init__(self, url: str, *, dialect: Dialect | None = None, timeout: float = 5.0,
+                 callback_url: str = "", name: str = "digitro"):
+        self.url = url
+        self.d = dialect or Dialect()
+        self.timeout = timeout
+        self.callback_url = callback_url
+        self.name = name
+        self.channel = ""
+        self._session: aiohttp.ClientSession | None = None
+        self._on_event: EventSink = lambda ev: None
+        self._register_lock = asyncio.Lock()
+        self.monitored: set[str] = set()
+        self.events_received = 0
+        self.events_rejected = 0
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self, on_event: EventSink) -> None:
+        self._on_event = on_event
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=30),
+        )
+        try:
+            await self._ensure_registered()
+        except p.PabxError as e:
+            log.warning("%s: could not register the event callback at %s (%s); "
+                        "will retry on the next command. Check that the NGC is reachable.",
+                        self.name, self.url, e.detail or e.code.name)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            if self.channel:
+                try:
+                    await self._call("unregister_listener", {"channel": self.channel})
+                except p.PabxError:
+                    pass
+            await self._session.close()
+            self._session = None
+
+    async def _ensure_registered(self) -> None:
+        if self.channel or not self.callback_url:
+            return
+        async with self._register_lock:
+            if self.channel:
+                return
+            reply = await self._call("register_listener", {"callback_url": self.callback_url})
+            self.channel = str(reply.get(self.d.fields["channel"], ""))
+            log.info("%s: events registered at %s (channel %s)", self.name, self.callback_url, self.channel)
+
+    # ------------------------------------------------------------- requests
+    async def execute(self, req: p.Request) -> Any:
+        """Perform ``req``; returns its reply or raises PabxError with a SmartCTI code."""
+        handler = _HANDLERS.get(type(req))
+        if handler is None:
+            raise p.PabxError(Result.NOT_SUPPORTED_FEATURE, f"{type(req).__name__} is not supported")
+        return await handler(self, req)
+
+    async def _call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Call a logical ``method`` with logical ``params``; returns the reply struct."""
+        if self._session is None:
+            raise p.PabxUnavailable(Result.OUT_OF_SERVICE, "driver not started")
+        f = self.d.fields
+        struct = {f[k]: v for k, v in params.items()}
+        wire_method = self.d.methods[method]
+        body = xmlrpc.client.dumps((struct,), wire_method, allow_none=False).encode("utf-8")
+        try:
+            async with self._session.post(self.url, data=body, headers={"Content-Type": "text/xml"}) as resp:
+                text = await resp.read()
+                if resp.status != 200:
+                    raise p.PabxUnavailable(Result.OUT_OF_SERVICE, f"{wire_method}: HTTP {resp.status} from {self.url}")
+        except asyncio.TimeoutError:
+            raise p.PabxUnavailable(Result.INTERNAL_ERROR,
+                                    f"{wire_method}: no answer from {self.url} within {self.timeout:g} s") from None
+        except aiohttp.ClientError as e:
+            raise p.PabxUnavailable(Result.OUT_OF_SERVICE, f"{wire_method}: {self.url} unreachable ({e})") from None
+        try:
+            if has_dtd(text):
+                raise ValueError("DTD in answer")
+            (reply,), _ = xmlrpc.client.loads(text)
+        except xmlrpc.client.Fault as fault:
+            raise self._refusal(wire_method, str(fault.faultCode), fault.faultString) from None
+        except Exception as e:  # noqa: BLE001 - anything unreadable is the PABX's fault
+            raise p.PabxError(Result.INVALID_SIZE_BUFFER, f"{wire_method}: unreadable answer ({e})") from None
+        if not isinstance(reply, dict):
+            raise p.PabxError(Result.INVALID_SIZE_BUFFER, f"{wire_method}: answer is not a struct")
+        result = str(reply.get(f["result"], ""))
+        if result != OK:
+            raise self._refusal(wire_method, result, str(reply.get(f["message"], "")))
+        return reply
+
+    def _refusal(self, method: str, result: str, message: str) -> p.PabxError:
+        code = self.d.results.get(result)
+        if code is None:
+            log.warning("%s: %s answered the unknown result %r (%s); add it to dialect.results "
+                        "in the config to map it to a SmartCTI code", self.name, method, result, message)
+            code = Result.INTERNAL_ERROR
+        return p.PabxError(code, f"{method}: {result} {message}".strip())
+
+    def _groups(self, groups: tuple[str, ...]) -> str:
+        return ",".join(groups)
+
+    # --------------------------------------------------------------- events
+    def add_event_route(self, app: web.Application, path: str) -> None:
+        app.router.add_post(path, self.handle_event_request)
+
+    async def handle_event_request(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            if has_dtd(body):
+                raise ValueError("DTDs and entities are not accepted")
+            params, method = xmlrpc.client.loads(body)
+        except Exception as e:  # noqa: BLE001 - a bad event must never hurt the daemon
+            self.events_rejected += 1
+            log.warning("%s: unreadable event from %s: %s", self.name, request.remote, e)
+            return web.Response(body=_dumps_fault(1, f"unreadable XML-RPC request: {e}"), content_type="text/xml")
+        if method != self.d.methods["event"]:
+            self.events_rejected += 1
+            return web.Response(body=_dumps_fault(1, f"unknown method {method!r}; expected {self.d.methods['event']}"),
+                                content_type="text/xml")
+        if len(params) != 1 or not isinstance(params[0], dict):
+            self.events_rejected += 1
+            return web.Response(body=_dumps_fault(2, "the event must be one struct"), content_type="text/xml")
+        try:
+            event = self.parse_event(params[0])
+        except ValueError as e:
+            self.events_rejected += 1
+            log.warning("%s: event refused: %s", self.name, e)
+            return web.Response(body=_dumps_fault(3, str(e)), content_type="text/xml")
+        self.events_received += 1
+        if event is not None:
+            try:
+                self._on_event(event)
+            except Exception:  # noqa: BLE001 - one bad event must not stop the others
+                log.exception("%s: failed to apply event %r", self.name, event)
+        return web.Response(body=_dumps_response({self.d.fields["result"]: OK}), content_type="text/xml")
+
+    def parse_event(self, s: dict[str, Any]) -> p.PabxEvent | None:
+        """A neutral event from an event struct; None for events the gateway does not use."""
+        f = self.d.fields
+
+        def text(key: str) -> str:
+            v = s.get(f[key], "")
+            return v.strip() if isinstance(v, str) else str(v)
+
+        name = text("event")
+        kind = self.d.events.get(name)
+        if kind is None:
+            raise ValueError(f"unknown EVENTO {name!r}")
+        device = text("device")
+        if not device:
+            raise ValueError(f"{name} without {f['device']}")
+        try:
+            agent_type = p.AgentEventType(kind)
+        except ValueError:
+            agent_type = None
+        if agent_type is not None:
+            return p.AgentEvent(agent_type, device, text("agent"),
+                                tuple(g for g in text("groups").split(",") if g.strip()), text("reason"))
+        call_id = text("call_id")
+        if not call_id:
+            raise ValueError(f"{name} without {f['call_id']}")
+        cause = Result.SUCCESS
+        if kind == p.CallEventType.FAILED.value:
+            cause = Result(self.d.results.get(text("cause"), Result.UNKNOWN_ERROR))
+        return p.CallEvent(
+            p.CallEventType(kind), device, call_id,
+            calling=text("calling"), called=text("called"), other_device=text("other_device"),
+            old_call_id=text("old_call_id"), group=text("last_redirection"), data=text("data"),
+            direction=self.d.directions.get(text("direction"), p.Direction.UNKNOWN),
+            cause=cause, trunks=text("trunks"), category=text("category"),
+        )
+
+
+# ------------------------------------------------------- request handlers
+async def _monitor_start(drv: DigitroDriver, r: p.MonitorStart):
+    await drv._ensure_registered()
+    await drv._call("monitor_start", {"channel": drv.channel, "device": r.device})
+    drv.monitored.add(r.device)
+
+
+async def _monitor_stop(drv: DigitroDriver, r: p.MonitorStop):
+    drv.monitored.discard(r.device)
+    if drv.channel:
+        await drv._call("monitor_stop", {"channel": drv.channel, "device": r.device})
+
+
+async def _make_call(drv: DigitroDriver, r: p.MakeCall):
+    reply = await drv._call("make_call", {"device": r.device, "device_password": r.password,
+                                          "number": r.number, "route": r.route, "account": ""})
+    return str(reply.get(drv.d.fields["call_id"], ""))
+
+
+def _on_call(method: str, with_call_id: bool = True):
+    async def handler(drv: DigitroDriver, r):
+        params = {"device": r.device}
+        if with_call_id:
+            params["call_id"] = r.call_id
+        await drv._call(method, params)
+    return handler
+
+
+def _to_number(method: str):
+    async def handler(drv: DigitroDriver, r):
+        await drv._call(method, {"device": r.device, "call_id": r.call_id, "destination": r.number})
+    return handler
+
+
+async def _consultation(drv: DigitroDriver, r: p.ConsultationCall):
+    reply = await drv._call("consultation", {"device": r.device, "destination": r.number, "route": r.route})
+    return str(reply.get(drv.d.fields["call_id"], ""))
+
+
+async def _forward(drv: DigitroDriver, r: p.SetForwarding):
+    await drv._call("forward", {"device": r.device, "destination": r.number})
+
+
+_AGENT_METHODS = {
+    p.AgentState.LOGGED_ON: "agent_login",
+    p.AgentState.LOGGED_OFF: "agent_logout",
+    p.AgentState.READY: "agent_ready",
+    p.AgentState.NOT_READY: "agent_not_ready",
+}
+
+
+async def _set_agent_state(drv: DigitroDriver, r: p.SetAgentState):
+    method = _AGENT_METHODS.get(r.state)
+    if method is None:
+        raise p.PabxError(Result.NOT_SUPPORTED_FEATURE, f"agent state {r.state.value} cannot be set")
+    await drv._call(method, {"device": r.device, "agent": r.agent_id, "device_password": r.password,
+                             "groups": drv._groups(r.groups)})
+
+
+def _split(text: Any) -> tuple[str, ...]:
+    return tuple(x.strip() for x in str(text or "").split(",") if x.strip())
+
+
+async def _agent_state(drv: DigitroDriver, r: p.QueryAgentState) -> p.AgentInfo:
+    reply = await drv._call("agent_state", {"device": r.device})
+    f = drv.d.fields
+    name = str(reply.get(f["agent_state"], ""))
+    state = drv.d.agent_states.get(name)
+    if state is None:
+        raise p.PabxError(Result.INVALID_SIZE_BUFFER, f"unknown agent state {name!r}")
+    return p.AgentInfo(state, str(reply.get(f["agent"], "")), _split(reply.get(f["groups"])))
+
+
+def _call_info(drv: DigitroDriver, c: dict[str, Any]) -> p.CallInfo:
+    f, d = drv.d.fields, drv.d
+
+    def t(key: str) -> str:
+        return str(c.get(f[key], "") or "").strip()
+
+    return p.CallInfo(
+        call_id=t("call_id"),
+        state=d.call_states.get(t("call_state"), p.ConnectionState.NULL),
+        calling=t("calling"), called=t("called"), other_devices=_split(c.get(f["other_devices"])),
+        group=t("last_redirection"), trunks=t("trunks"), category=t("category"), data=t("data"),
+        direction=d.directions.get(t("direction"), p.Direction.UNKNOWN),
+    )
+
+
+def _calls(drv: DigitroDriver, reply: dict[str, Any]) -> list[dict[str, Any]]:
+    calls = reply.get(drv.d.fields["calls"], [])
+    if not isinstance(calls, list) or not all(isinstance(c, dict) for c in calls):
+        raise p.PabxError(Result.INVALID_SIZE_BUFFER, f"{drv.d.fields['calls']} is not a list of structs")
+    return calls
+
+
+async def _snapshot(drv: DigitroDriver, r: p.SnapshotDevice) -> list[p.CallInfo]:
+    reply = await drv._call("device_calls", {"device": r.device})
+    return [_call_info(drv, c) for c in _calls(drv, reply) if c.get(drv.d.fields["call_id"])]
+
+
+async def _group_calls(drv: DigitroDriver, r: p.QueryGroupCalls) -> list[p.GroupCall]:
+    reply = await drv._call("group_calls", {"groups": r.device})
+    f = drv.d.fields
+    return [
+        p.GroupCall(str(c.get(f["call_id"], "")),
+                    drv.d.call_states.get(str(c.get(f["call_state"], "")), p.ConnectionState.NULL),
+                    str(c.get(f["device"], "") or ""), str(c.get(f["calling"], "") or ""))
+        for c in _calls(drv, reply) if c.get(f["call_id"])
+    ]
+
+
+async def _status(drv: DigitroDriver, r: p.QuerySystemStatus):
+    await drv._call("status", {})
+    await drv._ensure_registered()
+
+
+async def _version(drv: DigitroDriver, r: p.QueryVersion) -> str:
+    reply = await drv._call("version", {})
+    return str(reply.get(drv.d.fields["version"], ""))
+
+
+_HANDLERS: dict[type, Callable[..., Any]] = {
+    p.MonitorStart: _monitor_start,
+    p.MonitorStop: _monitor_stop,
+    p.MakeCall: _make_call,
+    p.AnswerCall: _on_call("answer"),
+    p.ClearConnection: _on_call("clear"),
+    p.HoldCall: _on_call("hold"),
+    p.RetrieveCall: _on_call("retrieve"),
+    p.AlternateCall: _on_call("alternate", with_call_id=False),
+    p.ConsultationCall: _consultation,
+    p.TransferCall: _on_call("transfer", with_call_id=False),
+    p.ConferenceCall: _on_call("conference", with_call_id=False),
+    p.SingleStepTransfer: _to_number("single_step_transfer"),
+    p.ImmediateTransfer: _to_number("immediate_transfer"),
+    p.SetForwarding: _forward,
+    p.StartRecording: _on_call("start_recording"),
+    p.StopRecording: _on_call("stop_recording"),
+    p.SetAgentState: _set_agent_state,
+    p.QueryAgentState: _agent_state,
+    p.SnapshotDevice: _snapshot,
+    p.QueryGroupCalls: _group_calls,
+    p.QuerySystemStatus: _status,
+    p.QueryVersion: _version,
+}
