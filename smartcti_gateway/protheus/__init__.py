@@ -1,0 +1,1 @@
+"""Protheus-facing SOAP layer: SmartCTIWSCommand (smartcti.md §1)."""

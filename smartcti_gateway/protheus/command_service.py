@@ -1,0 +1,135 @@
+"""aiohttp routes of the SmartCTIWSCommand SOAP service (Protheus → gateway).
+
+For a command path P (normally ``/axis2/services/SmartCTIWSCommand``, the path of
+``K4_CMD_URL``) the service answers on every URL shape a Protheus client may
+build (smartcti.md §1.1):
+
+* ``P``
+* ``P.SmartCTIWSCommandHttpSoap11Endpoint`` and ``…Endpoint/`` — what Protheus
+  actually posts to (``K4_CMD_URL + ".SmartCTIWSCommandHttpSoap11Endpoint/"``)
+* ``P.jws`` and ``P.jws.SmartCTIWSCommandHttpSoap11Endpoint[/]`` — an Axis 1
+  style ``K4_CMD_URL`` concatenated the same way
+
+POST carries a SOAP 1.1 request; the operation is taken from the body's
+wrapper element only (never from the URL or SOAPAction). GET with a ``wsdl``
+query key (any case) returns the WSDL whose soap:address is the URL asked.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import hdrs, web
+
+from smartcti_gateway.core.operations import SECRET_PARAMS
+
+from .soap import SERVER, SoapFault, fault, parse_request, response, wsdl
+
+__all__ = ["CommandHandler", "DEFAULT_PATH", "ENDPOINT_SUFFIXES", "add_command_routes"]
+
+log = logging.getLogger(__name__)
+
+CommandHandler = Callable[[str, dict[str, str]], Awaitable[int | str]]
+
+DEFAULT_PATH = "/axis2/services/SmartCTIWSCommand"
+
+ENDPOINT_SUFFIXES = (
+    "",
+    ".SmartCTIWSCommandHttpSoap11Endpoint",
+    ".SmartCTIWSCommandHttpSoap11Endpoint/",
+    ".jws",
+    ".jws.SmartCTIWSCommandHttpSoap11Endpoint",
+    ".jws.SmartCTIWSCommandHttpSoap11Endpoint/",
+)
+
+_XML_HEADERS = {hdrs.CONTENT_TYPE: "text/xml; charset=UTF-8"}
+
+
+def _redacted(args: dict[str, str]) -> dict[str, str]:
+    return {k: ("***" if k in SECRET_PARAMS else v) for k, v in args.items()}
+
+
+def _asked_url(request: web.Request) -> str:
+    """scheme://host/path of the request, as asked, without the query."""
+    return f"{request.scheme}://{request.host}{request.rel_url.raw_path}"
+
+
+class _CommandService:
+    __slots__ = ("_handler", "_name")
+
+    def __init__(self, handler: CommandHandler, name: str) -> None:
+        self._handler = handler
+        self._name = name
+
+    async def post(self, request: web.Request) -> web.Response:
+        # read() honours the application's client_max_size (413 beyond it).
+        body = await request.read()
+        try:
+            req = parse_request(body, request.headers.get(hdrs.CONTENT_TYPE))
+        except SoapFault as exc:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%sSOAP request refused: %s", self._prefix(), exc.faultstring)
+            return web.Response(status=500, body=fault(exc.faultcode, exc.faultstring),
+                                headers=_XML_HEADERS)
+        op = req.operation
+        try:
+            out = response(op, await self._handler(op, req.args))
+        except asyncio.CancelledError:
+            raise
+        except SoapFault as exc:  # a handler may refuse a request deliberately
+            log.warning("%s%s refused: %s", self._prefix(), op, exc.faultstring)
+            return web.Response(status=500, body=fault(exc.faultcode, exc.faultstring),
+                                headers=_XML_HEADERS)
+        except Exception as exc:  # noqa: BLE001 - the service must keep serving
+            log.exception("%s%s failed, args %s", self._prefix(), op, _redacted(req.args))
+            short = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            if len(short) > 200:
+                short = short[:197] + "..."
+            return web.Response(status=500, body=fault(SERVER, f"internal error: {short}"),
+                                headers=_XML_HEADERS)
+        return web.Response(body=out, headers=_XML_HEADERS)
+
+    async def get(self, request: web.Request) -> web.Response:
+        url = _asked_url(request)
+        if any(key.lower() == "wsdl" for key in request.query):
+            return web.Response(body=wsdl(url), headers=_XML_HEADERS)
+        return web.Response(
+            text=f"SmartCTIWSCommand SOAP 1.1 service{self._for()}; WSDL: {url}?wsdl\n",
+            content_type="text/plain",
+        )
+
+    def _prefix(self) -> str:
+        return f"[{self._name}] " if self._name else ""
+
+    def _for(self) -> str:
+        return f" ({self._name})" if self._name else ""
+
+
+def add_command_routes(
+    app: web.Application,
+    path: str,
+    handler: CommandHandler,
+    *,
+    name: str = "",
+) -> None:
+    """Serve SmartCTIWSCommand on ``path`` and its aliases (see module doc).
+
+    ``handler(operation, args)`` gets the operation name exactly as in
+    OPERATIONS and every parameter of it (missing ones as ""), and returns the
+    int or str to put in ``ns:return``. A handler exception becomes an HTTP 500
+    ``soapenv:Server`` Fault ("internal error: …", logged without secret
+    arguments); a SoapFault raised by the handler is sent as it is. ``name``
+    only labels log lines (e.g. the link name when several links share one
+    application). Request bodies are limited by the application's
+    ``client_max_size`` (HTTP 413 beyond it).
+    """
+    if not path.startswith("/"):
+        raise ValueError(f"command path must start with '/': {path!r}")
+    path = path.rstrip("/")
+    if not path:
+        raise ValueError("command path must not be '/'")
+    service = _CommandService(handler, name)
+    for suffix in ENDPOINT_SUFFIXES:
+        app.router.add_post(path + suffix, service.post)
+        app.router.add_get(path + suffix, service.get)
