@@ -1,0 +1,101 @@
+"""Command line: ``smartcti-gateway run | simulate-pabx | check-config``."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from . import __version__
+from .config import DEFAULT_CONFIG, ConfigError, load, split_listen
+
+log = logging.getLogger("smartcti_gateway")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows: Ctrl+C raises KeyboardInterrupt instead
+            pass
+    await stop.wait()
+
+
+async def _run(cfg) -> None:
+    from .gateway import Gateway
+    gw = Gateway(cfg)
+    try:
+        await gw.start()
+        log.info("smartcti-gateway %s ready (%d link(s)); stop with Ctrl+C or SIGTERM", __version__, len(gw.links))
+        await _wait_for_signal()
+        log.info("stopping")
+    finally:
+        await gw.stop()
+
+
+async def _simulate(host: str, port: int) -> None:
+    from .pabx.digitro.simulator import start_simulator
+    sim, runner = await start_simulator(host, port)
+    log.info("NGC simulator listening on http://%s:%d/RPC2 (control API: /sim/inbound, /sim/answer, "
+             "/sim/hangup, /sim/outcome, /sim/state)", host, sim.port)
+    try:
+        await _wait_for_signal()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="smartcti-gateway",
+                                     description="SmartCTI middleware between TOTVS Protheus Call Center and a PABX.")
+    parser.add_argument("--version", action="version", version=f"smartcti-gateway {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start the gateway")
+    run.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: %(default)s)")
+    check = sub.add_parser("check-config", help="validate a config file without starting")
+    check.add_argument("file")
+    sim = sub.add_parser("simulate-pabx", help="run a simulated Dígitro NGC (XML-RPC at /RPC2)")
+    sim.add_argument("--listen", default="127.0.0.1:2551", help="HOST:PORT (default: %(default)s)")
+    args = parser.parse_args(argv)
+
+    if args.command == "simulate-pabx":
+        _setup_logging("info")
+        try:
+            host, port = split_listen(args.listen)
+        except ValueError as e:
+            parser.error(f"--listen: {e}")
+        try:
+            asyncio.run(_simulate(host, port))
+        except KeyboardInterrupt:
+            pass
+        return 0
+
+    path = args.file if args.command == "check-config" else args.config
+    try:
+        cfg = load(path)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(f"{path}: OK ({len(cfg.links)} link(s))")
+        return 0
+    _setup_logging(cfg.log_level)
+    try:
+        asyncio.run(_run(cfg))
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        log.error("cannot start: %s. Is another program using the port? Change 'listen' in %s.", e, path)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""A real gateway (with its embedded NGC simulator) on loopback, driven like Protheus drives it.
+
+The gateway runs on its own event loop in a background thread, so tests can
+use blocking clients (raw HTTP, zeep, PHP in a subprocess) as Protheus does.
+"""
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import re
+import socket
+import threading
+import time
+from typing import Any, Callable
+from xml.sax.saxutils import escape
+
+from smartcti_gateway.config import parse
+from smartcti_gateway.gateway import Gateway
+
+CMD_PATH = "/axis2/services/SmartCTIWSCommand"
+ENDPOINT = CMD_PATH + ".SmartCTIWSCommandHttpSoap11Endpoint/"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def protheus_envelope(op: str, **args: str) -> bytes:
+    """A request shaped as Protheus' ADVPL client writes it (smartcti.md §1.6)."""
+    children = "".join(f"<{k}>{escape(v)}</{k}>" for k, v in args.items())
+    return (f'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
+            f'<{op} xmlns="http://DefaultNamespace">{children}</{op}></soap:Body></soap:Envelope>').encode()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last value {value!r}")
+        time.sleep(0.01)
+
+
+class RunningGateway:
+    def __init__(self, config: dict):
+        self.cfg = parse(config, "<test>")
+        self.loop = asyncio.new_event_loop()
+        self.gateway = Gateway(self.cfg)
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.run(self.gateway.start())
+        self.port = self.gateway.port()
+        self.host = f"127.0.0.1:{self.port}"
+
+    def run(self, coro, timeout: float = 30):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def in_loop(self, fn: Callable[[], Any]) -> Any:
+        async def call():
+            return fn()
+        return self.run(call())
+
+    def close(self) -> None:
+        try:
+            self.run(self.gateway.stop())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+            self.loop.close()
+
+    # ----------------------------------------------------------- HTTP
+    def http(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+             port: int | None = None) -> tuple[int, bytes, dict]:
+        conn = http.client.HTTPConnection("127.0.0.1", port or self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, resp.read(), dict(resp.getheaders())
+        finally:
+            conn.close()
+
+    def soap(self, op: str, path: str = ENDPOINT, **args: str) -> tuple[int, bytes]:
+        status, body, _ = self.http("POST", path, protheus_envelope(op, **args),
+                                    {"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": f'"urn:{op}"'})
+        return status, body
+
+    def call(self, op: str, path: str = ENDPOINT, **args: str) -> str:
+        """The ``ns:return`` text of ``op``, checking the Axis2 shape of the answer."""
+        status, body = self.soap(op, path, **args)
+        assert status == 200, body
+        m = re.search(rf'<ns:{op}Response xmlns:ns="http://DefaultNamespace"><ns:return>(.*?)</ns:return>'
+                      rf'</ns:{op}Response>'.encode(), body, re.S)
+        assert m, body
+        return m.group(1).decode("utf-8")
+
+    def code(self, op: str, **args: str) -> int:
+        return int(self.call(op, **args))
+
+    # ------------------------------------------------------ simulator
+    @property
+    def sim_port(self) -> int:
+        return self.gateway.simulator.port
+
+    def sim(self, path: str, payload: dict | None = None) -> tuple[int, Any]:
+        body = json.dumps(payload).encode() if payload is not None else None
+        method = "POST" if payload is not None else "GET"
+        status, raw, _ = self.http(method, path, body, {"Content-Type": "application/json"}, port=self.sim_port)
+        return status, json.loads(raw or b"null")
+
+    def sim_state(self) -> dict:
+        return self.sim("/sim/state")[1]
+
+    # ---------------------------------------------------- gateway view
+    def link(self, link_id: int = 1):
+        return self.gateway.link(link_id)
+
+    def conn_state(self, device: str, link_id: int = 1) -> dict[str, str]:
+        """{call_id: state value} of ``device`` as the gateway's model sees it."""
+        def read():
+            sw = self.link(link_id).switch
+            return {c.call_id: c.connections[device].value for c in sw.calls_of(device) if device in c.connections}
+        return self.in_loop(read)
+
+
+def simulated_config(sim_port: int | None = None, gw_port: int | None = None, **sim_options) -> dict:
+    sim_port = sim_port or free_port()
+    options = {"answer_after": 0.05, "ring_timeout": 0.3}
+    options.update(sim_options)
+    return {
+        "listen": f"127.0.0.1:{gw_port or 0}",
+        "links": [{"link_id": 1, "pabx": {"url": f"http://127.0.0.1:{sim_port}/RPC2", "timeout": 2}}],
+        "simulator": {"enabled": True, "listen": f"127.0.0.1:{sim_port}", "options": options},
+    }

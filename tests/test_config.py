@@ -1,0 +1,114 @@
+"""Config loading: defaults, and errors that name the file, line and key."""
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from smartcti_gateway.config import DEFAULT_CONFIG, ConfigError, load, split_listen
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    f = tmp_path / "gw.yaml"
+    f.write_text(textwrap.dedent(text), encoding="utf-8")
+    return f
+
+
+def error_of(tmp_path, text) -> str:
+    with pytest.raises(ConfigError) as e:
+        load(write(tmp_path, text))
+    return str(e.value)
+
+
+def test_default_config_is_link_1_on_8080_with_the_embedded_simulator():
+    cfg = load(DEFAULT_CONFIG)
+    assert cfg.listen == "0.0.0.0:8080"
+    assert [l.link_id for l in cfg.links] == [1]
+    link = cfg.links[0]
+    assert link.command_path == "/axis2/services/SmartCTIWSCommand"
+    assert link.pabx.driver == "digitro" and link.pabx.url == "http://127.0.0.1:2551/RPC2"
+    assert cfg.simulator.enabled and cfg.simulator.listen == "127.0.0.1:2551"
+
+
+def test_minimal_config(tmp_path):
+    cfg = load(write(tmp_path, """
+        links:
+          - link_id: 7
+            pabx: {url: "http://10.1.1.1:2551/RPC2", timeout: 2}
+    """))
+    assert cfg.links[0].link_id == 7 and cfg.links[0].pabx.timeout == 2.0
+    assert cfg.links[0].events_path == "/pabx/digitro/7/RPC2"
+    assert not cfg.simulator.enabled
+
+
+def test_unknown_key_names_line_and_key(tmp_path):
+    msg = error_of(tmp_path, """
+        listen: 0.0.0.0:8080
+        links:
+          - link_id: 1
+            pabx:
+              url: http://127.0.0.1:2551/RPC2
+              timeuot: 3
+    """)
+    assert msg.endswith("gw.yaml:7: links[0].pabx.timeuot: unknown key; allowed here: callback_url, dialect, "
+                        "driver, timeout, url")
+
+
+def test_wrong_type_names_line_and_key(tmp_path):
+    msg = error_of(tmp_path, """
+        links:
+          - link_id: one
+    """)
+    assert "gw.yaml:3: links[0].link_id: must be int, got str 'one'" in msg
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("links: []\n", "gw.yaml:1: links: must be a list with at least one link"),
+    ("listen: 8080\nlinks: [{link_id: 1}]\n", "gw.yaml:1: listen: '8080' is not HOST:PORT"),
+    ("links: [{link_id: 1}, {link_id: 1}]\n", "links[1].link_id: link_id 1 is already used by links[0]"),
+    ("links: [{link_id: 1, command_path: axis}]\n", "links[0].command_path: 'axis' must start with '/'"),
+    ("links: [{link_id: 1, pabx: {url: 'ftp://x'}}]\n", "links[0].pabx.url: 'ftp://x' is not an http"),
+    ("links: [{link_id: 1, pabx: {driver: asterisk}}]\n", "unknown driver 'asterisk'; available: digitro"),
+    ("links: [{link_id: 1, pabx: {timeout: 0}}]\n", "links[0].pabx.timeout: must be between 0.1 and 60"),
+    ("links: [{link_id: 1, pabx: {dialect: {methodz: {}}}}]\n", "unknown dialect section 'methodz'"),
+    ("links: [{link_id: 1, pabx: {dialect: {methods: {dial: x}}}}]\n", "unknown dialect.methods entry 'dial'"),
+    ("links: [{link_id: 1}]\nsimulator: {enabled: true, options: {answer_after: soon}}\n", "simulator.options"),
+    ("links:\n  - link_id: 1\n   bad indent\n", "gw.yaml:3: not valid YAML"),
+])
+def test_errors(tmp_path, text, expected):
+    assert expected in error_of(tmp_path, text)
+
+
+def test_url_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("NGC_URL", "http://10.9.9.9:2551/RPC2")
+    cfg = load(write(tmp_path, "links: [{link_id: 1, pabx: {url: '${NGC_URL}'}}]\n"))
+    assert cfg.links[0].pabx.url == "http://10.9.9.9:2551/RPC2"
+    monkeypatch.delenv("NGC_URL")
+    assert "environment variable NGC_URL is not set" in error_of(tmp_path, "links: [{link_id: 1, pabx: {url: '${NGC_URL}'}}]\n")
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load("/nonexistent/gw.yaml")
+
+
+def test_split_listen():
+    assert split_listen("127.0.0.1:8080") == ("127.0.0.1", 8080)
+    assert split_listen("[::1]:9") == ("::1", 9)
+    assert split_listen(":8080") == ("0.0.0.0", 8080)
+    with pytest.raises(ValueError):
+        split_listen("host")
+
+
+def test_check_config_command(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "smartcti_gateway", "check-config", str(DEFAULT_CONFIG)],
+                        capture_output=True, text=True, cwd=ROOT)
+    assert ok.returncode == 0 and "OK (1 link(s))" in ok.stdout
+    bad = write(tmp_path, "links: [{link_id: 0}]\n")
+    res = subprocess.run([sys.executable, "-m", "smartcti_gateway", "check-config", str(bad)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 2
+    assert res.stderr.strip() == f"config error: {bad}:1: links[0].link_id: must be a positive integer"
