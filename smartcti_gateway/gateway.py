@@ -74,9 +74,10 @@ class Gateway:
             bound = runner.addresses[0][1] if runner.addresses else port
             self.ports[listen] = bound
             self.runners.append(runner)
+            shown = "<this host>" if host in ("0.0.0.0", "::", "") else host
             for lc in link_cfgs:
-                log.info("link %d (%s): SmartCTIWSCommand at http://%s:%d%s  [K4_CMD_URL]",
-                         lc.link_id, lc.name, host, bound, lc.command_path)
+                log.info("link %d (%s): serving SmartCTIWSCommand; in Protheus set K4_LINKID = %d and "
+                         "K4_CMD_URL = http://%s:%d%s", lc.link_id, lc.name, lc.link_id, shown, bound, lc.command_path)
 
         for link, lc in drivers:
             listen = lc.listen or self.cfg.listen
