@@ -52,6 +52,19 @@ async def _simulate(host: str, port: int) -> None:
         await runner.cleanup()
 
 
+async def _simulate_protheus(host: str, port: int, closed: bool) -> None:
+    from .protheus.eventing_simulator import start_protheus_simulator
+    sim, runner = await start_protheus_simulator(host, port)
+    if closed:
+        sim.default_open = False
+    log.info("Protheus SmartCTIWSEventing simulator at %s (WSDL: %s); events as JSON at %sevents; "
+             "give the gateway this URL as MV_TKCTIEV", sim.url, sim.wsdl_url, sim.base_url)
+    try:
+        await _wait_for_signal()
+    finally:
+        await runner.cleanup()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="smartcti-gateway",
                                      description="SmartCTI middleware between TOTVS Protheus Call Center and a PABX.")
@@ -63,16 +76,23 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("file")
     sim = sub.add_parser("simulate-pabx", help="run a simulated Dígitro NGC (XML-RPC at /RPC2)")
     sim.add_argument("--listen", default="127.0.0.1:2551", help="HOST:PORT (default: %(default)s)")
+    prot = sub.add_parser("simulate-protheus", help="run a simulated Protheus SmartCTIWSEventing (the MV_TKCTIEV side)")
+    prot.add_argument("--listen", default="127.0.0.1:8081", help="HOST:PORT (default: %(default)s)")
+    prot.add_argument("--no-sessions", action="store_true",
+                      help="answer 99 (no Protheus session) until sessions are opened with POST /sim/sessions")
     args = parser.parse_args(argv)
 
-    if args.command == "simulate-pabx":
+    if args.command in ("simulate-pabx", "simulate-protheus"):
         _setup_logging("info")
         try:
             host, port = split_listen(args.listen)
         except ValueError as e:
             parser.error(f"--listen: {e}")
         try:
-            asyncio.run(_simulate(host, port))
+            if args.command == "simulate-pabx":
+                asyncio.run(_simulate(host, port))
+            else:
+                asyncio.run(_simulate_protheus(host, port, args.no_sessions))
         except KeyboardInterrupt:
             pass
         return 0

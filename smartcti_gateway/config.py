@@ -59,12 +59,26 @@ class PabxConfig:
 
 
 @dataclass
+class EventsConfig:
+    """Delivery of events to Protheus' SmartCTIWSEventing."""
+
+    timeout: float = 10.0           # one POST; Protheus may take ~1 s per session slot
+    wsdl_timeout: float = 10.0
+    ttl: float = 120.0              # an event older than this is dropped and counted
+    queue_size: int = 1000          # per device and eventing URL
+    retry_initial: float = 0.5
+    retry_max: float = 10.0
+    release_after_99: int = 20      # consecutive "no Protheus session" answers before letting the device go
+
+
+@dataclass
 class LinkConfig:
     link_id: int
     name: str = ""
     command_path: str = DEFAULT_COMMAND_PATH
     listen: str = ""                # own listener; empty = the gateway's
     pabx: PabxConfig = field(default_factory=PabxConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
 
     @property
     def events_path(self) -> str:
@@ -197,7 +211,7 @@ def parse(data: Any, source: str = "<config>") -> Config:
     for i, raw in enumerate(links):
         path = f"links[{i}]"
         m = r.mapping(raw, path, root, "links")
-        r.check_keys(m, path, {"link_id", "name", "command_path", "listen", "pabx"})
+        r.check_keys(m, path, {"link_id", "name", "command_path", "listen", "pabx", "events"})
         if "link_id" not in m:
             raise r.fail(m, "", path, "link_id is required: the K4_LINKID of the Protheus SK4 row of this link")
         link = LinkConfig(link_id=r.get(m, "link_id", path, int, 0,
@@ -231,6 +245,21 @@ def parse(data: Any, source: str = "<config>") -> Config:
         except (ValueError, TypeError) as e:
             raise r.fail(pm, "dialect", f"{pp}.dialect", str(e)) from None
         link.pabx = px
+
+        em = r.mapping(m.get("events"), f"{path}.events", m, "events")
+        ep = f"{path}.events"
+        r.check_keys(em, ep, set(EventsConfig.__dataclass_fields__))
+        ev = EventsConfig()
+        for name, low, high in (("timeout", 0.1, 300), ("wsdl_timeout", 0.1, 300), ("ttl", 0.1, 86400),
+                                ("retry_initial", 0.01, 60), ("retry_max", 0.01, 3600)):
+            setattr(ev, name, r.get(em, name, ep, float, getattr(ev, name),
+                                    check=lambda v, lo=low, hi=high: None if lo <= v <= hi else
+                                    f"must be between {lo:g} and {hi:g} seconds"))
+        for name, low, high in (("queue_size", 1, 1_000_000), ("release_after_99", 1, 1_000_000)):
+            setattr(ev, name, r.get(em, name, ep, int, getattr(ev, name),
+                                    check=lambda v, lo=low, hi=high: None if lo <= v <= hi else
+                                    f"must be between {lo} and {hi}"))
+        link.events = ev
         cfg.links.append(link)
     return cfg
 

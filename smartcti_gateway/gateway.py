@@ -14,6 +14,8 @@ from .link import Link
 from .pabx.digitro.dialect import Dialect
 from .pabx.digitro.driver import DigitroDriver
 from .protheus.command_service import add_command_routes
+from .protheus.delivery import DeliveryOptions
+from .protheus.eventing import EventingClient
 
 log = logging.getLogger("smartcti_gateway")
 
@@ -61,7 +63,12 @@ class Gateway:
             for lc in link_cfgs:
                 driver = DigitroDriver(lc.pabx.url, dialect=Dialect.with_overrides(lc.pabx.dialect),
                                        timeout=lc.pabx.timeout, name=f"link {lc.link_id}")
-                link = Link(lc.link_id, lc.name, driver, timeout=lc.pabx.timeout, version=VERSION_TEXT)
+                ev = lc.events
+                link = Link(lc.link_id, lc.name, driver, timeout=lc.pabx.timeout, version=VERSION_TEXT,
+                            eventing=EventingClient(timeout=ev.timeout, wsdl_timeout=ev.wsdl_timeout),
+                            delivery=DeliveryOptions(ttl=ev.ttl, queue_size=ev.queue_size,
+                                                     retry_initial=ev.retry_initial, retry_max=ev.retry_max,
+                                                     release_after_99=ev.release_after_99))
                 add_command_routes(app, lc.command_path, link.handle, name=f"link{lc.link_id}")
                 driver.add_event_route(app, lc.events_path)
                 self.links.append(link)

@@ -15,6 +15,8 @@ from .core.commands import Commands
 from .core.model import Switch
 from .core.operations import SECRET_PARAMS
 from .core.pabx import PabxError, PabxEvent, PabxUnavailable, Request
+from .protheus.delivery import DeliveryOptions, EventDelivery
+from .protheus.eventing import EventingClient
 
 log = logging.getLogger("smartcti_gateway.link")
 
@@ -33,19 +35,25 @@ def masked(args: dict[str, str]) -> str:
 
 
 class Link:
-    def __init__(self, link_id: int, name: str, driver: Driver, *, timeout: float, version: str):
+    def __init__(self, link_id: int, name: str, driver: Driver, *, timeout: float, version: str,
+                 eventing: EventingClient | None = None, delivery: DeliveryOptions | None = None):
         self.link_id = link_id
         self.name = name
         self.driver = driver
         self.timeout = timeout
         self.switch = Switch()
         self.commands = Commands(self.switch, version)
+        self.eventing = eventing or EventingClient()
+        self.delivery = EventDelivery(link_id, self.eventing, delivery, on_release=self._release)
 
     async def start(self) -> None:
+        await self.eventing.start()
         await self.driver.start(self.on_event)
 
-    async def close(self) -> None:
+    async def close(self, drain: float = 5.0) -> None:
         await self.driver.close()
+        await self.delivery.close(drain)
+        await self.eventing.close()
 
     async def handle(self, op: str, args: dict[str, str]) -> int | str:
         """The SOAP operation ``op``: never raises for a PABX problem, never waits past the timeout."""
@@ -67,6 +75,9 @@ class Link:
                 value = step.failed(e)
             else:
                 value = step.done(reply)
+        if self.commands.outbox:
+            self.delivery.submit(self.commands.outbox)
+            self.commands.outbox = []
         level = logging.DEBUG if op in QUIET_OPERATIONS and not detail else logging.INFO
         if log.isEnabledFor(level):
             log.log(level, "link %d: %s(%s) -> %r%s", self.link_id, op, masked(args), value,
@@ -74,6 +85,17 @@ class Link:
         return value
 
     def on_event(self, event: PabxEvent) -> None:
-        dev = self.switch.apply(event)
-        if dev is not None:
-            log.debug("link %d: event %s", self.link_id, event)
+        """A PABX event: update the model, queue what Protheus must hear."""
+        notes = self.commands.notifier.on_pabx_event(event)
+        if notes:
+            self.delivery.submit(notes)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("link %d: event %s -> %s", self.link_id, event, [n.name for n in notes])
+
+    def _release(self, device: str, url: str) -> None:
+        """Protheus answered 99 too many times in a row for ``device`` at ``url``: stop serving it there."""
+        dev = self.switch.device(device)
+        if dev is not None and url in dev.event_urls:
+            dev.event_urls.remove(url)
+            if not dev.event_urls:
+                dev.in_service = 0

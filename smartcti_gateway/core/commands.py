@@ -19,6 +19,7 @@ from typing import Any, Callable
 from . import formats
 from .codes import AgentStateCode, Result
 from .model import Agent, Switch
+from .notify import Notification, Notifier
 from .operations import OPERATIONS
 from .pabx import (
     AgentInfo,
@@ -93,6 +94,9 @@ class Commands:
     def __init__(self, switch: Switch, version: str):
         self.switch = switch
         self.version = version
+        self.notifier = Notifier(switch)
+        # Events owed to Protheus because of a command (INSERVICE); the caller drains it.
+        self.outbox: list[Notification] = []
 
     def plan(self, op: str, args: dict[str, str]) -> Step:
         """``op`` must be a key of OPERATIONS; missing args count as empty."""
@@ -109,13 +113,15 @@ class Commands:
     def _AgentInService(self, a, raw) -> Step:
         name, url = a["device"], a["ipaddress"]
         wire = raw.get("device", name)
-        if self.switch.is_monitored(name):
-            self.switch.put_in_service(name, wire, url)
-            return answer(int(Result.SUCCESS))
 
         def done(_reply):
-            self.switch.put_in_service(name, wire, url)
+            dev = self.switch.put_in_service(name, wire, url)
+            if url:
+                self.outbox.append(self.notifier.in_service(dev, url))
             return int(Result.SUCCESS)
+
+        if self.switch.is_monitored(name):
+            return answer(done(None))
 
         return Step(MonitorStart(name), done, _code)
 

@@ -101,7 +101,10 @@ class Switch:
             return False
         dev.in_service -= 1
         if dev.in_service == 0:
+            # no longer monitored: what we know of its calls would only go stale
             dev.event_urls.clear()
+            for call_id in list(dev.calls):
+                self._detach(name, call_id)
             return True
         return False
 

@@ -1,0 +1,168 @@
+"""PABX events translated into the 13 SmartCTI events Protheus listens to (smartcti.md §3).
+
+Pure functions over the model: ``Notifier.on_pabx_event`` applies a neutral
+event to the ``Switch`` and returns the notifications owed to Protheus, each
+addressed to the device as Protheus wrote it and to every eventing URL that
+holds the device in service. The delivery adapter only has to send them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model import Call, Device, Switch
+from .pabx import (
+    AgentEvent,
+    AgentEventType,
+    CallEvent,
+    CallEventType as E,
+    ConnectionState as CS,
+    Direction,
+    PabxEvent,
+)
+
+# Parameters of each SmartCTIWSEventing operation after CDEVICE and ILINKID, in WSDL order (§3.2).
+EVENT_PARAMS: dict[str, tuple[str, ...]] = {
+    "INSERVICE": (),
+    "RINGING": ("CALLID", "ANI", "DNIS", "ASSOCIATEDDATA", "CALLTYPE"),
+    "SERVICEINITIATED": ("CALLID", "ANI", "DNIS"),
+    "ORIGINATED": ("CALLID", "ANI", "DNIS"),
+    "CALLFAILURE": ("CALLID", "ANI", "DNIS", "CAUSE"),
+    "ANSWERED": ("CALLID", "ANI", "DNIS"),
+    "HELD": ("CALLID", "ANI", "DNIS"),
+    "RETRIEVE": ("CALLID", "ANI", "DNIS"),
+    "CONNECTIONCLEARED": ("CALLID", "ANI", "DNIS"),
+    "LOGGEDON": ("CAGENTID", "CGROUPID"),
+    "LOGGEDOFF": ("CAGENTID", "CGROUPID"),
+    "READY": ("CAGENTID", "CGROUPID"),
+    "NOTREADY": ("CAGENTID", "CGROUPID"),
+}
+INTEGER_PARAMS = frozenset({"ILINKID", "CALLTYPE", "CAUSE"})
+
+# RINGING.CALLTYPE: 1 and 3 pop a screen in Protheus, 2 does not (§3.3).
+CALL_TYPE_INBOUND, CALL_TYPE_OUTBOUND, CALL_TYPE_DIALLER = 1, 2, 3
+
+_AGENT_EVENTS = {
+    AgentEventType.LOGGED_ON: "LOGGEDON",
+    AgentEventType.LOGGED_OFF: "LOGGEDOFF",
+    AgentEventType.READY: "READY",
+    AgentEventType.NOT_READY: "NOTREADY",
+    AgentEventType.WORK_AFTER_CALL: "NOTREADY",  # after-call work: not taking calls
+}
+
+_SIMPLE_CALL_EVENTS = {
+    E.SERVICE_INITIATED: "SERVICEINITIATED",
+    E.ORIGINATED: "ORIGINATED",
+    E.ESTABLISHED: "ANSWERED",
+    E.HELD: "HELD",
+    E.RETRIEVED: "RETRIEVE",
+    E.CONNECTION_CLEARED: "CONNECTIONCLEARED",
+    E.DIVERTED: "CONNECTIONCLEARED",  # the call left this device: close its pop
+}
+
+
+def clean(value: str) -> str:
+    """Protheus pastes values between single quotes in a macro: no quotes, no line breaks (§3.4)."""
+    if "'" in value or "\n" in value or "\r" in value:
+        value = value.replace("'", "").replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    return value
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One SmartCTIWSEventing call owed to every URL in ``urls``."""
+
+    name: str                       # "RINGING"
+    device: str                     # the device key (trimmed)
+    cdevice: str                    # CDEVICE, exactly as Protheus sent it
+    values: tuple[str | int, ...]   # EVENT_PARAMS[name], in order
+    urls: tuple[str, ...]
+
+    def params(self, link_id: int) -> list[tuple[str, str | int]]:
+        """Every parameter in WSDL order, CDEVICE and ILINKID first."""
+        return [("CDEVICE", self.cdevice), ("ILINKID", link_id), *zip(EVENT_PARAMS[self.name], self.values)]
+
+
+def associated_data(data: str, ani: str) -> str:
+    """``type|value`` for RINGING: the PABX's call data when it is typed (``2|11122233344``), else ``3|<ANI>``."""
+    head, bar, _ = data.partition("|")
+    if bar and head.strip().isdigit():
+        return data
+    return f"3|{ani}"
+
+
+def _call_type(call: Call | None, ev: CallEvent) -> int:
+    direction = ev.direction if ev.direction is not Direction.UNKNOWN else (call.direction if call else Direction.UNKNOWN)
+    if ev.other_device and ev.other_device != ev.device:
+        return CALL_TYPE_OUTBOUND          # the far end of this device's call is ringing
+    if direction is Direction.DIALLER:
+        return CALL_TYPE_DIALLER
+    if direction is Direction.OUTBOUND:
+        return CALL_TYPE_OUTBOUND
+    return CALL_TYPE_INBOUND
+
+
+class Notifier:
+    def __init__(self, switch: Switch):
+        self.switch = switch
+
+    def in_service(self, device: Device, url: str) -> Notification:
+        """INSERVICE, the answer to a successful AgentInService, for the URL that asked."""
+        return Notification("INSERVICE", device.name, device.wire_name, (), (url,))
+
+    def on_pabx_event(self, event: PabxEvent) -> list[Notification]:
+        dev = self.switch.devices.get(event.device)
+        if dev is None:
+            return []
+        if isinstance(event, AgentEvent):
+            self.switch.apply(event)
+            return self._agent(dev, event)
+        held_before = any(self.switch.calls.get(c) is not None and
+                          self.switch.calls[c].connections.get(dev.name) is CS.HELD
+                          for c in (event.call_id, event.old_call_id) if c)
+        old = self.switch.calls.get(event.old_call_id) if event.old_call_id else None
+        had_old = event.old_call_id in dev.calls if event.old_call_id else False
+        before = self.switch.calls.get(event.call_id)
+        self.switch.apply(event)
+        # a clearing event may drop the call from the model: still report what was known of it
+        call = self.switch.calls.get(event.call_id) or before
+        return self._call(dev, event, call, held_before, old if had_old else None)
+
+    # ------------------------------------------------------------------
+    def _notify(self, dev: Device, name: str, *values: str | int) -> list[Notification]:
+        if not dev.event_urls or dev.in_service == 0:
+            return []
+        cleaned = tuple(clean(v) if isinstance(v, str) else v for v in values)
+        return [Notification(name, dev.name, dev.wire_name, cleaned, tuple(dev.event_urls))]
+
+    def _agent(self, dev: Device, ev: AgentEvent) -> list[Notification]:
+        agent_id = ev.agent_id or (dev.agent.agent_id if dev.agent else "")
+        groups = ev.groups or (dev.agent.groups if dev.agent else ())
+        return self._notify(dev, _AGENT_EVENTS[ev.type], agent_id, ",".join(groups))
+
+    def _call(self, dev: Device, ev: CallEvent, call: Call | None, held_before: bool,
+              old: Call | None) -> list[Notification]:
+        ani = ev.calling or (call.calling if call else "")
+        dnis = ev.called or (call.called if call else "")
+        if ev.type in (E.SERVICE_INITIATED, E.ORIGINATED):
+            ani = ani or dev.name
+        t = ev.type
+        if t is E.DELIVERED:
+            data = ev.data or (call.data if call else "")
+            return self._notify(dev, "RINGING", ev.call_id, ani, dnis, associated_data(data, ani), _call_type(call, ev))
+        if t is E.FAILED:
+            return self._notify(dev, "CALLFAILURE", ev.call_id, ani, dnis, int(ev.cause))
+        if t is E.TRANSFERRED:
+            # This device now talks to whoever was transferred to it: end the old
+            # leg in Protheus, then pop the transferred caller as an answered call.
+            out: list[Notification] = []
+            if old is not None:
+                out += self._notify(dev, "CONNECTIONCLEARED", old.call_id, old.calling, old.called)
+            data = ev.data or (call.data if call else "")
+            out += self._notify(dev, "RINGING", ev.call_id, ani, dnis, associated_data(data, ani),
+                                CALL_TYPE_DIALLER if call and call.direction is Direction.DIALLER else CALL_TYPE_INBOUND)
+            out += self._notify(dev, "ANSWERED", ev.call_id, ani, dnis)
+            return out
+        if t is E.CONFERENCED:
+            # Joined into one call: a leg that was on hold is talking again.
+            return self._notify(dev, "RETRIEVE", ev.call_id, ani, dnis) if held_before else []
+        return self._notify(dev, _SIMPLE_CALL_EVENTS[t], ev.call_id, ani, dnis)

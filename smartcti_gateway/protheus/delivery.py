@@ -1,0 +1,194 @@
+"""Event delivery to Protheus: in order per device and URL, concurrent across them, bounded in time and space.
+
+Each (device, eventing URL) pair has its own queue and, while it has work,
+its own task: a slow or absent Protheus delays only the devices it serves.
+Transport errors are retried with capped exponential backoff and jitter; an
+event older than its time-to-live is dropped and counted (a RINGING ten
+minutes late helps nobody); a queue that overflows drops its oldest event and
+counts it; RETURNCODE 99 (no Protheus session for the device) is counted and,
+after ``release_after_99`` in a row, the pair is released.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..core.notify import Notification
+from .eventing import DeliveryError, EventingClient
+
+log = logging.getLogger("smartcti_gateway.delivery")
+
+NO_SESSION = 99
+
+
+@dataclass
+class DeliveryOptions:
+    ttl: float = 120.0              # seconds an event may wait before it is useless
+    queue_size: int = 1000          # events waiting per device and URL
+    retry_initial: float = 0.5      # first backoff, seconds
+    retry_max: float = 10.0         # backoff cap, seconds
+    release_after_99: int = 20      # consecutive "no session" answers before the pair is released
+
+
+@dataclass
+class _Item:
+    note: Notification
+    created: float
+
+
+@dataclass
+class _Stream:
+    device: str
+    url: str
+    queue: deque = field(default_factory=deque)
+    task: asyncio.Task | None = None
+    no_session_in_a_row: int = 0
+
+
+class EventDelivery:
+    def __init__(self, link_id: int, client: EventingClient, options: DeliveryOptions | None = None, *,
+                 on_release: Callable[[str, str], None] = lambda device, url: None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.link_id = link_id
+        self.client = client
+        self.o = options or DeliveryOptions()
+        self.on_release = on_release
+        self.clock = clock
+        self.streams: dict[tuple[str, str], _Stream] = {}
+        self.counts: Counter[str] = Counter()      # sent, no_session, stale, overflow, failed, released, retries
+        self.sent_by_event: Counter[tuple[str, str]] = Counter()   # (event, result) -> n
+        self._closing = False
+
+    # ---------------------------------------------------------------- API
+    def submit(self, notes: list[Notification]) -> None:
+        """Queue ``notes``; never blocks, never raises."""
+        if self._closing:
+            return
+        now = self.clock()
+        for note in notes:
+            for url in note.urls:
+                key = (note.device, url)
+                stream = self.streams.get(key)
+                if stream is None:
+                    stream = self.streams[key] = _Stream(note.device, url)
+                if len(stream.queue) >= self.o.queue_size:
+                    # the oldest may be on the wire right now: drop the next oldest
+                    dropped = stream.queue[1] if len(stream.queue) > 1 else None
+                    if dropped is not None:
+                        del stream.queue[1]
+                    self.counts["overflow"] += 1
+                    if self.counts["overflow"] % 100 == 1:
+                        log.warning("link %d: event queue of %s -> %s is full (%d); dropped %s. "
+                                    "Protheus is not keeping up or is unreachable; dropped so far: %d",
+                                    self.link_id, note.device, url, self.o.queue_size,
+                                    dropped.note.name if dropped else note.name, self.counts["overflow"])
+                    if dropped is None:
+                        continue
+                stream.queue.append(_Item(note, now))
+                if stream.task is None or stream.task.done():
+                    stream.task = asyncio.get_running_loop().create_task(self._run(stream))
+
+    def depth(self) -> int:
+        return sum(len(s.queue) for s in self.streams.values())
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the queues to empty; True when they did."""
+        deadline = time.monotonic() + timeout
+        while True:
+            tasks = [s.task for s in self.streams.values() if s.task is not None and not s.task.done()]
+            if not tasks:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            await asyncio.wait(tasks, timeout=left)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        await self.drain(timeout)
+        self._closing = True
+        for s in self.streams.values():
+            if s.task is not None and not s.task.done():
+                s.task.cancel()
+        remaining = self.depth()
+        if remaining:
+            log.warning("link %d: %d event(s) not delivered at shutdown", self.link_id, remaining)
+
+    # ------------------------------------------------------------- worker
+    async def _run(self, stream: _Stream) -> None:
+        while stream.queue:
+            item = stream.queue[0]
+            try:
+                await self._deliver(stream, item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - one bad event must not stop the stream
+                self.counts["failed"] += 1
+                log.exception("link %d: delivering %s to %s failed", self.link_id, item.note.name, stream.url)
+            if stream.queue and stream.queue[0] is item:
+                stream.queue.popleft()
+        if not stream.queue and self.streams.get((stream.device, stream.url)) is stream:
+            del self.streams[(stream.device, stream.url)]
+
+    async def _deliver(self, stream: _Stream, item: _Item) -> None:
+        note, attempt, refreshed = item.note, 0, False
+        while True:
+            age = self.clock() - item.created
+            if age > self.o.ttl:
+                self.counts["stale"] += 1
+                self.sent_by_event[(note.name, "stale")] += 1
+                log.warning("link %d: %s for %s dropped after %.0f s without reaching %s (ttl %g s)",
+                            self.link_id, note.name, note.device, age, stream.url, self.o.ttl)
+                return
+            try:
+                result = await self.client.send(stream.url, note, self.link_id)
+            except DeliveryError as e:
+                if e.schema and not refreshed:
+                    refreshed = True
+                    log.warning("link %d: %s refused by %s (%s); reading its WSDL again",
+                                self.link_id, note.name, stream.url, e)
+                    await self.client.schema(stream.url, refresh=True)
+                    continue
+                if not e.retry:
+                    self.counts["failed"] += 1
+                    self.sent_by_event[(note.name, "failed")] += 1
+                    log.error("link %d: %s for %s refused by %s: %s", self.link_id, note.name, note.device,
+                              stream.url, e)
+                    return
+                delay = min(self.o.retry_max, self.o.retry_initial * 2 ** attempt) * random.uniform(0.5, 1.0)
+                delay = min(delay, max(0.0, self.o.ttl - (self.clock() - item.created)) + 0.01)
+                attempt += 1
+                self.counts["retries"] += 1
+                if attempt == 1 or attempt % 10 == 0:
+                    log.warning("link %d: cannot deliver %s for %s to %s (%s); retrying (attempt %d)",
+                                self.link_id, note.name, note.device, stream.url, e, attempt)
+                await asyncio.sleep(delay)
+                continue
+            self._result(stream, note, result)
+            return
+
+    def _result(self, stream: _Stream, note: Notification, result: int) -> None:
+        if result == NO_SESSION:
+            self.counts["no_session"] += 1
+            self.sent_by_event[(note.name, "no_session")] += 1
+            stream.no_session_in_a_row += 1
+            log.info("link %d: %s for %s: Protheus at %s has no session for this device (99), %d in a row",
+                     self.link_id, note.name, note.device, stream.url, stream.no_session_in_a_row)
+            if stream.no_session_in_a_row >= self.o.release_after_99:
+                self.counts["released"] += 1
+                log.warning("link %d: %s released from %s after %d answers 99 in a row; "
+                            "it will be served again on its next AgentInService",
+                            self.link_id, note.device, stream.url, stream.no_session_in_a_row)
+                stream.queue.clear()
+                stream.no_session_in_a_row = 0
+                self.on_release(stream.device, stream.url)
+            return
+        stream.no_session_in_a_row = 0
+        self.counts["sent"] += 1
+        self.sent_by_event[(note.name, "ok" if result == 0 else str(result))] += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("link %d: %s for %s -> %s: %d", self.link_id, note.name, note.device, stream.url, result)
