@@ -17,6 +17,7 @@ from xml.sax.saxutils import escape
 
 from smartcti_gateway.config import parse
 from smartcti_gateway.gateway import Gateway
+from smartcti_gateway.protheus.eventing_simulator import start_protheus_simulator
 
 CMD_PATH = "/axis2/services/SmartCTIWSCommand"
 ENDPOINT = CMD_PATH + ".SmartCTIWSCommandHttpSoap11Endpoint/"
@@ -54,6 +55,9 @@ class RunningGateway:
         self.gateway = Gateway(self.cfg)
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
+        # a simulated Protheus SmartCTIWSEventing, the MV_TKCTIEV of every test device
+        self.protheus, self._protheus_runner = self.run(start_protheus_simulator("127.0.0.1", 0, quiet=True))
+        self.events_url = self.protheus.url
         self.run(self.gateway.start())
         self.port = self.gateway.port()
         self.host = f"127.0.0.1:{self.port}"
@@ -69,6 +73,7 @@ class RunningGateway:
     def close(self) -> None:
         try:
             self.run(self.gateway.stop())
+            self.run(self._protheus_runner.cleanup())
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)
@@ -115,6 +120,14 @@ class RunningGateway:
 
     def sim_state(self) -> dict:
         return self.sim("/sim/state")[1]
+
+    # ------------------------------------------------------ Protheus
+    def events(self, since: int = 0) -> list[dict]:
+        return self.in_loop(lambda: self.protheus.events_since(since))
+
+    def wait_events(self, count: int, since: int = 0, timeout: float = 5.0) -> list[dict]:
+        """The first ``count`` events Protheus received after ``since``, waiting for them."""
+        return self.run(self.protheus.wait_events(count, since=since, timeout=timeout), timeout + 5)
 
     # ---------------------------------------------------- gateway view
     def link(self, link_id: int = 1):

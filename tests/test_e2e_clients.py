@@ -17,7 +17,6 @@ from smartcti_gateway.core.operations import OPERATIONS
 from .support import CMD_PATH, RunningGateway, simulated_config, wait_for
 
 INTEROP = Path(__file__).resolve().parent / "interop"
-EVENTS = "http://protheus.test:8080/ws/SMARTCTIWSEVENTING.apw"
 
 
 class ZeepCaller:
@@ -81,8 +80,8 @@ def test_call_centre_scenario_with_every_operation(client):
     assert call("selfTest") == 0
     assert call("showVersion") == "smartcti-gateway 0.1.0"
     for device in ("2001", "2002", "2003", "2004"):
-        assert call("AgentInService", device=device, ipaddress=EVENTS) == 0
-    assert call("AgentInService", device="9999", ipaddress=EVENTS) == 18
+        assert call("AgentInService", device=device, ipaddress=gw.events_url) == 0
+    assert call("AgentInService", device="9999", ipaddress=gw.events_url) == 18
 
     # agent
     assert call("LogonPass", device="2001", agentID="1234", groupID="701,702", agentPass="pw") == 0

@@ -9,7 +9,6 @@ from smartcti_gateway.core.operations import OPERATIONS
 
 from .support import ENDPOINT, RunningGateway, free_port, simulated_config, wait_for
 
-EVENTS = "http://protheus.test:8080/ws/SMARTCTIWSEVENTING.apw"
 
 
 @pytest.fixture
@@ -20,7 +19,7 @@ def gw():
 
 
 def logged_on(gw, device="2001", agent="1234", groups="701", ready=True):
-    assert gw.code("AgentInService", device=device, ipaddress=EVENTS) == 0
+    assert gw.code("AgentInService", device=device, ipaddress=gw.events_url) == 0
     assert gw.code("Logon", device=device, agentID=agent, groupID=groups) == 0
     if ready:
         assert gw.code("Ready", device=device, agentID="", groupID="") == 0
@@ -69,12 +68,12 @@ def test_all_operations_answer_with_their_type(gw):
 
 # ---------------------------------------------------------------- service
 def test_agent_in_service_and_wrong_device(gw):
-    assert gw.code("AgentInService", device="2001", ipaddress=EVENTS) == 0
-    assert gw.code("AgentInService", device="2001", ipaddress=EVENTS) == 0  # the listener process
-    assert gw.code("AgentInService", device="9999", ipaddress=EVENTS) == 18
-    assert gw.code("AgentInService", device="", ipaddress=EVENTS) == 18
+    assert gw.code("AgentInService", device="2001", ipaddress=gw.events_url) == 0
+    assert gw.code("AgentInService", device="2001", ipaddress=gw.events_url) == 0  # the listener process
+    assert gw.code("AgentInService", device="9999", ipaddress=gw.events_url) == 18
+    assert gw.code("AgentInService", device="", ipaddress=gw.events_url) == 18
     dev = gw.in_loop(lambda: gw.link().switch.device("2001"))
-    assert dev.in_service == 2 and dev.event_urls == [EVENTS]
+    assert dev.in_service == 2 and dev.event_urls == [gw.events_url]
     assert gw.code("AgentOutOfService", device="2001") == 0
     assert gw.code("AgentOutOfService", device="2001") == 0
     assert gw.in_loop(lambda: gw.link().switch.device("2001").in_service) == 0
@@ -82,7 +81,7 @@ def test_agent_in_service_and_wrong_device(gw):
 
 # ------------------------------------------------------------------ agent
 def test_agent_states_through_query_agent_state(gw):
-    assert gw.code("AgentInService", device="2001", ipaddress=EVENTS) == 0
+    assert gw.code("AgentInService", device="2001", ipaddress=gw.events_url) == 0
     assert gw.code("queryAgentState", cDevice="2001") == 25
     assert gw.code("Logon", device="2001", agentID="1234", groupID="701,702") == 0
     assert gw.code("queryAgentState", cDevice="2001") == 26
@@ -99,7 +98,7 @@ def test_agent_states_through_query_agent_state(gw):
 
 
 def test_logon_refusals(gw):
-    assert gw.code("AgentInService", device="2001", ipaddress=EVENTS) == 0
+    assert gw.code("AgentInService", device="2001", ipaddress=gw.events_url) == 0
     assert gw.code("Logon", device="2001", agentID="1234", groupID="999") == 23
     assert gw.code("Logon", device="2001", agentID="", groupID="701") == 1
     assert gw.code("LogonPass", device="2001", agentID="1234", groupID="701", agentPass="x") == 0
@@ -109,7 +108,7 @@ def test_logon_refusals(gw):
 def test_wrong_password_is_invalid_user():
     g = RunningGateway(simulated_config(agents={"1234": "s3cret"}))
     try:
-        assert g.code("AgentInService", device="2001", ipaddress=EVENTS) == 0
+        assert g.code("AgentInService", device="2001", ipaddress=g.events_url) == 0
         assert g.code("LogonPass", device="2001", agentID="1234", groupID="701", agentPass="wrong") == 1
         assert g.code("LogonPass", device="2001", agentID="1234", groupID="701", agentPass="s3cret") == 0
     finally:
@@ -177,8 +176,8 @@ def test_queued_call_in_get_call_list_then_delivered(gw):
 
 
 def test_outbound_answered_busy_no_answer(gw):
-    assert gw.code("AgentInService", device="2001", ipaddress=EVENTS) == 0
-    assert gw.code("AgentInService", device="2002", ipaddress=EVENTS) == 0
+    assert gw.code("AgentInService", device="2001", ipaddress=gw.events_url) == 0
+    assert gw.code("AgentInService", device="2002", ipaddress=gw.events_url) == 0
     # answered by the outside number
     assert gw.code("MakeCall", device="2001", telephoneNumber="4832810000") == 0
     wait_for(lambda: "connected" in gw.conn_state("2001").values() and
@@ -214,7 +213,7 @@ def connected_to_2002(gw) -> str:
 
 def test_consultation_then_transfer(gw):
     logged_on(gw)
-    assert gw.code("AgentInService", device="2002", ipaddress=EVENTS) == 0
+    assert gw.code("AgentInService", device="2002", ipaddress=gw.events_url) == 0
     original = connected(gw)
     assert gw.code("Consultation", device="2001", deviceTo="2002", Route="") == 0
     wait_for(lambda: gw.conn_state("2001").get(original) == "held", what="original held")
@@ -231,7 +230,7 @@ def test_consultation_then_transfer(gw):
 
 def test_consultation_then_conference_and_alternate(gw):
     logged_on(gw)
-    assert gw.code("AgentInService", device="2002", ipaddress=EVENTS) == 0
+    assert gw.code("AgentInService", device="2002", ipaddress=gw.events_url) == 0
     original = connected(gw)
     assert gw.code("Consultation", device="2001", deviceTo="2002", Route="") == 0
     consult = wait_for(lambda: next((c for c, s in gw.conn_state("2002").items() if s == "alerting"), None),
@@ -252,7 +251,7 @@ def test_consultation_then_conference_and_alternate(gw):
 def test_one_step_and_immediate_transfer_and_redirect(gw):
     logged_on(gw)
     for d in ("2002", "2003", "2004"):
-        assert gw.code("AgentInService", device=d, ipaddress=EVENTS) == 0
+        assert gw.code("AgentInService", device=d, ipaddress=gw.events_url) == 0
     first = connected(gw)
     assert gw.code("OneStepCallTransfer", device="2001", deviceTo="2002") == 0
     wait_for(lambda: gw.conn_state("2002").get(first) == "alerting", what="blind transfer rings 2002")

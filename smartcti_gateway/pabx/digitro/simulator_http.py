@@ -194,6 +194,27 @@ async def _outcome(request: web.Request) -> web.Response:
     return web.json_response(request.app[SIM_KEY].set_outcome(_text(data, "number"), _text(data, "outcome"), after))
 
 
+PHONE_ACTIONS = {"login": "agent_login", "logout": "agent_logout", "ready": "agent_ready", "pause": "agent_not_ready"}
+
+
+async def _phone(request: web.Request) -> web.Response:
+    """An agent using the phone's feature keys: the switch changes state without the gateway asking."""
+    data = await _body(request, "device", "action")
+    action = _text(data, "action")
+    if action not in PHONE_ACTIONS:
+        raise ControlError(400, f"'action' must be one of {', '.join(PHONE_ACTIONS)}")
+    sim = request.app[SIM_KEY]
+    F = sim.dialect.fields
+    args = {F["device"]: _text(data, "device"), F["agent"]: _text(data, "agent"),
+            F["groups"]: _text(data, "groups"), F["reason"]: _text(data, "reason"),
+            F["device_password"]: _text(data, "password")}
+    reply = sim.handle(sim.dialect.methods[PHONE_ACTIONS[action]], (args,))
+    result = reply.get(F["result"])
+    if result != "OK":
+        return web.json_response({"error": f"{result}: {reply.get(F['message'], '')}"}, status=409)
+    return web.json_response({"result": result})
+
+
 async def _state(request: web.Request) -> web.Response:
     state = request.app[SIM_KEY].state()
     pusher = request.app[PUSHER_KEY]
@@ -228,6 +249,7 @@ def build_app(sim: Simulator) -> web.Application:
     app.router.add_post("/sim/answer", _answer)
     app.router.add_post("/sim/hangup", _hangup)
     app.router.add_post("/sim/outcome", _outcome)
+    app.router.add_post("/sim/phone", _phone)
     app.router.add_get("/sim/state", _state)
 
     async def cleanup(app: web.Application) -> None:

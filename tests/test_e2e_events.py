@@ -1,0 +1,382 @@
+"""Events end to end: simulated NGC -> gateway -> simulated Protheus SmartCTIWSEventing.
+
+Each test drives a sequence of smartcti.md §3.5 and checks, per device, the
+exact event names, element names in order and values Protheus received.
+"""
+import asyncio
+
+import pytest
+
+from smartcti_gateway.core.notify import EVENT_PARAMS
+from smartcti_gateway.protheus.eventing_simulator import start_protheus_simulator
+
+from .support import RunningGateway, free_port, simulated_config, wait_for
+
+ANI, DNIS = "4832810000", "7001"
+
+
+@pytest.fixture
+def gw():
+    g = RunningGateway(simulated_config())
+    yield g
+    g.close()
+
+
+def device_events(gw, device, since=0):
+    return [e for e in gw.events(since) if e["params"].get("CDEVICE") == device]
+
+
+def names(events):
+    return [e["method"] for e in events]
+
+
+def wait_device(gw, device, expected, since=0, timeout=5.0):
+    """Wait until ``device`` has received exactly the event names ``expected`` after ``since``."""
+    def done():
+        got = device_events(gw, device, since)
+        return got if len(got) >= len(expected) else None
+    try:
+        got = wait_for(done, timeout, what=f"{expected} at {device}")
+    except AssertionError:
+        raise AssertionError(f"{device} received {names(device_events(gw, device, since))}, expected {expected}")
+    assert names(got) == expected, names(got)
+    return got
+
+
+def mark(gw) -> int:
+    events = gw.events()
+    return events[-1]["seq"] if events else 0
+
+
+def in_service(gw, *devices):
+    for d in devices:
+        assert gw.code("AgentInService", device=d, ipaddress=gw.events_url) == 0
+    for d in devices:
+        wait_device(gw, d, ["INSERVICE"])
+    return mark(gw)
+
+
+def agent_ready(gw, device="2001", agent="1234", groups="701"):
+    since = mark(gw)
+    assert gw.code("Logon", device=device, agentID=agent, groupID=groups) == 0
+    assert gw.code("Ready", device=device, agentID="", groupID="") == 0
+    wait_device(gw, device, ["LOGGEDON", "READY"], since)
+    return mark(gw)
+
+
+def params(event):
+    return event["params"]
+
+
+# ------------------------------------------------------------------ wire
+def test_in_service_event_shape_and_wire(gw):
+    assert gw.code("AgentInService", device="2001", ipaddress=gw.events_url) == 0
+    (ev,) = wait_device(gw, "2001", ["INSERVICE"])
+    assert ev["order"] == ["CDEVICE", "ILINKID"]
+    assert params(ev) == {"CDEVICE": "2001", "ILINKID": "1"}
+    assert ev["namespace"] == gw.protheus.base_url
+    assert ev["soapaction"] == gw.protheus.base_url + "INSERVICE"
+    assert ev["result"] == 0 and ev["fault"] is None
+
+
+def test_inbound_call_ringing_answered_cleared(gw):
+    since = in_service(gw, "2001")
+    since = agent_ready(gw)
+    _, body = gw.sim("/sim/inbound", {"ani": ANI, "dnis": DNIS, "group": "701"})
+    call_id = body["call_id"]
+    ringing, = wait_device(gw, "2001", ["RINGING"], since)
+    assert ringing["order"] == ["CDEVICE", "ILINKID", *EVENT_PARAMS["RINGING"]]
+    assert params(ringing) == {"CDEVICE": "2001", "ILINKID": "1", "CALLID": call_id, "ANI": ANI, "DNIS": DNIS,
+                               "ASSOCIATEDDATA": f"3|{ANI}", "CALLTYPE": "1"}
+    assert gw.code("Answer", device="2001") == 0
+    gw.sim("/sim/hangup", {"device": "2001"})
+    got = wait_device(gw, "2001", ["RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
+    for ev in got[1:]:
+        assert ev["order"] == ["CDEVICE", "ILINKID", "CALLID", "ANI", "DNIS"]
+        assert params(ev) == {"CDEVICE": "2001", "ILINKID": "1", "CALLID": call_id, "ANI": ANI, "DNIS": DNIS}
+
+
+def test_screen_pop_data_and_dialler_call(gw):
+    since = in_service(gw, "2001")
+    since = agent_ready(gw)
+    _, body = gw.sim("/sim/inbound", {"ani": ANI, "dnis": DNIS, "group": "701", "data": "2|11122233344"})
+    ev, = wait_device(gw, "2001", ["RINGING"], since)
+    assert params(ev)["ASSOCIATEDDATA"] == "2|11122233344" and params(ev)["CALLTYPE"] == "1"
+    gw.sim("/sim/hangup", {"call_id": body["call_id"]})
+    wait_device(gw, "2001", ["RINGING", "CONNECTIONCLEARED"], since)
+    since = mark(gw)
+    _, body = gw.sim("/sim/inbound", {"ani": ANI, "dnis": DNIS, "group": "701", "direction": "DISCADOR",
+                                      "data": "1|000123 01"})
+    ev, = wait_device(gw, "2001", ["RINGING"], since)
+    assert params(ev)["CALLTYPE"] == "3" and params(ev)["ASSOCIATEDDATA"] == "1|000123 01"
+
+
+def test_outbound_answered(gw):
+    since = in_service(gw, "2001")
+    assert gw.code("MakeCall", device="2001", telephoneNumber="4833334444") == 0
+    got = wait_device(gw, "2001", ["SERVICEINITIATED", "ORIGINATED", "RINGING", "ANSWERED"], since)
+    call_ids = {params(e)["CALLID"] for e in got}
+    assert len(call_ids) == 1
+    for e in got:
+        assert (params(e)["ANI"], params(e)["DNIS"]) == ("2001", "4833334444")
+    assert params(got[2])["CALLTYPE"] == "2"   # no pop for our own outbound call
+    assert gw.code("ConnectionClear", device="2001", CallID="") == 0
+    wait_device(gw, "2001", ["SERVICEINITIATED", "ORIGINATED", "RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
+
+
+@pytest.mark.parametrize("outcome,cause", [("busy", "10"), ("no-answer", "11")])
+def test_outbound_failure(gw, outcome, cause):
+    since = in_service(gw, "2001")
+    gw.sim("/sim/outcome", {"number": "4835556666", "outcome": outcome, "after": 0.05})
+    assert gw.code("MakeCall", device="2001", telephoneNumber="4835556666") == 0
+    got = wait_device(gw, "2001", ["SERVICEINITIATED", "ORIGINATED", "RINGING", "CALLFAILURE", "CONNECTIONCLEARED"],
+                      since)
+    failure = got[3]
+    assert failure["order"] == ["CDEVICE", "ILINKID", "CALLID", "ANI", "DNIS", "CAUSE"]
+    assert params(failure)["CAUSE"] == cause and params(failure)["DNIS"] == "4835556666"
+
+
+def test_hold_and_retrieve(gw):
+    since = in_service(gw, "2001")
+    since = agent_ready(gw)
+    _, body = gw.sim("/sim/inbound", {"ani": ANI, "dnis": DNIS, "group": "701"})
+    wait_device(gw, "2001", ["RINGING"], since)
+    assert gw.code("Answer", device="2001") == 0
+    assert gw.code("Hold", device="2001") == 0
+    assert gw.code("Retrieve", device="2001") == 0
+    got = wait_device(gw, "2001", ["RINGING", "ANSWERED", "HELD", "RETRIEVE"], since)
+    assert {params(e)["CALLID"] for e in got} == {body["call_id"]}
+
+
+def test_consultation_and_transfer(gw):
+    in_service(gw, "2001", "2002")
+    since = agent_ready(gw)
+    _, body = gw.sim("/sim/inbound", {"ani": ANI, "dnis": DNIS, "group": "701", "data": "2|11122233344"})
+    original = body["call_id"]
+    wait_device(gw, "2001", ["RINGING"], since)
+    assert gw.code("Answer", device="2001") == 0
+    assert gw.code("Consultation", device="2001", deviceTo="2002", Route="") == 0
+    ring2, = wait_device(gw, "2002", ["RINGING"], since)
+    consult = params(ring2)["CALLID"]
+    assert consult != original and params(ring2)["ANI"] == "2001" and params(ring2)["CALLTYPE"] == "1"
+    assert gw.code("Answer", device="2002") == 0
+    wait_device(gw, "2001", ["RINGING", "ANSWERED", "HELD", "SERVICEINITIATED", "ORIGINATED", "RINGING", "ANSWERED"],
+                since)
+    assert gw.code("Transfer", device="2001") == 0
+    got1 = wait_device(gw, "2001", ["RINGING", "ANSWERED", "HELD", "SERVICEINITIATED", "ORIGINATED", "RINGING",
+                                    "ANSWERED", "CONNECTIONCLEARED", "CONNECTIONCLEARED"], since)
+    assert [params(e)["CALLID"] for e in got1] == [original] * 3 + [consult] * 5 + [original]
+    got2 = wait_device(gw, "2002", ["RINGING", "ANSWERED", "CONNECTIONCLEARED", "RINGING", "ANSWERED"], since)
+    # 2002 now has the customer: its screen pops with the customer's data
+    assert [params(e)["CALLID"] for e in got2] == [consult, consult, consult, original, original]
+    assert params(got2[3]) == {"CDEVICE": "2002", "ILINKID": "1", "CALLID": original, "ANI": ANI, "DNIS": DNIS,
+                               "ASSOCIATEDDATA": "2|11122233344", "CALLTYPE": "1"}
+
+
+def test_consultation_and_conference(gw):
+    in_service(gw, "2001", "2002")
+    since = agent_ready(gw)
+    gw.sim("/sim/inbound", {"ani": ANI, "dnis": DNIS, "group": "701"})
+    wait_device(gw, "2001", ["RINGING"], since)
+    assert gw.code("Answer", device="2001") == 0
+    assert gw.code("Consultation", device="2001", deviceTo="2002", Route="") == 0
+    wait_device(gw, "2002", ["RINGING"], since)
+    assert gw.code("Answer", device="2002") == 0
+    wait_device(gw, "2001", ["RINGING", "ANSWERED", "HELD", "SERVICEINITIATED", "ORIGINATED", "RINGING", "ANSWERED"],
+                since)
+    assert gw.code("Conference", device="2001") == 0
+    got = wait_device(gw, "2001", ["RINGING", "ANSWERED", "HELD", "SERVICEINITIATED", "ORIGINATED", "RINGING",
+                                   "ANSWERED", "RETRIEVE"], since)
+    (conf_id,) = gw.conn_state("2001")
+    assert params(got[-1])["CALLID"] == conf_id
+    gw.sim("/sim/hangup", {"call_id": conf_id})
+    wait_device(gw, "2001", names(got) + ["CONNECTIONCLEARED"], since)
+    wait_device(gw, "2002", ["RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
+
+
+def test_blind_transfer_and_follow_me(gw):
+    in_service(gw, "2001", "2002", "2003")
+    since = agent_ready(gw)
+    _, body = gw.sim("/sim/inbound", {"ani": ANI, "dnis": DNIS, "group": "701"})
+    wait_device(gw, "2001", ["RINGING"], since)
+    assert gw.code("Answer", device="2001") == 0
+    assert gw.code("OneStepCallTransfer", device="2001", deviceTo="2002") == 0
+    wait_device(gw, "2001", ["RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
+    ev, = wait_device(gw, "2002", ["RINGING"], since)
+    assert params(ev)["ANI"] == ANI and params(ev)["CALLTYPE"] == "1"
+    # follow-me: 2002 redirected to 2003 while the call rings -> the pop moves
+    assert gw.code("ImmediateTransfer", device="2002", deviceTo="2003") == 0
+    wait_device(gw, "2002", ["RINGING", "CONNECTIONCLEARED"], since)
+    ev, = wait_device(gw, "2003", ["RINGING"], since)
+    assert params(ev)["CALLID"] == body["call_id"]
+
+
+def test_agent_changes_from_protheus(gw):
+    since = in_service(gw, "2001")
+    assert gw.code("Logon", device="2001", agentID="1234", groupID="701,702") == 0
+    assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
+    assert gw.code("NotReady", device="2001", agentID="", groupID="") == 0
+    assert gw.code("Logoff", device="2001", agentID="", groupID="") == 0
+    got = wait_device(gw, "2001", ["LOGGEDON", "READY", "NOTREADY", "LOGGEDOFF"], since)
+    for e in got:
+        assert e["order"] == ["CDEVICE", "ILINKID", "CAGENTID", "CGROUPID"]
+        assert params(e) == {"CDEVICE": "2001", "ILINKID": "1", "CAGENTID": "1234", "CGROUPID": "701,702"}
+
+
+def test_agent_changes_on_the_phone(gw):
+    since = in_service(gw, "2001")
+    for action in ({"action": "login", "agent": "4321", "groups": "703"}, {"action": "ready"},
+                   {"action": "pause", "reason": "almoço"}, {"action": "logout"}):
+        status, body = gw.sim("/sim/phone", {"device": "2001", **action})
+        assert status == 200, body
+    got = wait_device(gw, "2001", ["LOGGEDON", "READY", "NOTREADY", "LOGGEDOFF"], since)
+    assert [(params(e)["CAGENTID"], params(e)["CGROUPID"]) for e in got] == [("4321", "703")] * 4
+    assert gw.code("queryAgentState", cDevice="2001") == 25
+
+
+def test_two_processes_of_one_user_get_one_post_per_url(gw):
+    """The main session and the call listener both sent AgentInService with the same MV_TKCTIEV."""
+    since = in_service(gw, "2001")
+    assert gw.code("AgentInService", device="2001", ipaddress=gw.events_url) == 0   # the listener
+    wait_device(gw, "2001", ["INSERVICE"], since)
+    since = agent_ready(gw)
+    assert [e["method"] for e in device_events(gw, "2001", since)] == []
+    # one RINGING, not two
+    gw.sim("/sim/inbound", {"ani": ANI, "dnis": DNIS, "group": "701"})
+    wait_device(gw, "2001", ["RINGING"], since)
+    # the first process leaves: events still flow to the second
+    assert gw.code("AgentOutOfService", device="2001") == 0
+    assert gw.code("Answer", device="2001") == 0
+    wait_device(gw, "2001", ["RINGING", "ANSWERED"], since)
+    # the last one leaves: the stream stops
+    assert gw.code("AgentOutOfService", device="2001") == 0
+    assert gw.conn_state("2001") == {}       # no longer monitored: its calls are forgotten
+    before = mark(gw)
+    gw.sim("/sim/hangup", {"device": "2001"})
+    wait_for(lambda: gw.sim_state()["devices"]["2001"]["calls"] == [], what="call gone in the PABX")
+    assert gw.in_loop(lambda: gw.link().delivery.depth()) == 0
+    assert device_events(gw, "2001", before) == []
+
+
+def test_two_eventing_urls_for_one_device(gw):
+    """Two Protheus servers (two MV_TKCTIEV) hold one device: each gets every event once."""
+    other, runner = gw.run(start_protheus_simulator("127.0.0.1", 0, quiet=True))
+    try:
+        assert gw.code("AgentInService", device="2001", ipaddress=gw.events_url) == 0
+        assert gw.code("AgentInService", device="2001", ipaddress=other.url) == 0
+        assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+        wait_device(gw, "2001", ["INSERVICE", "LOGGEDON"])
+        got = wait_for(lambda: [e["method"] for e in gw.in_loop(lambda: other.events_since(0))]
+                       if len(gw.in_loop(lambda: other.events_since(0))) >= 2 else None, what="second Protheus")
+        assert got == ["INSERVICE", "LOGGEDON"]
+    finally:
+        gw.run(runner.cleanup())
+
+
+# --------------------------------------------------------------- failures
+def test_protheus_without_wsdl_gets_the_advpl_conventions(gw):
+    """No ?WSDL answer: namespace scheme://host:port/, upper-case names, SOAPAction ns+METHOD."""
+    from aiohttp import web
+
+    async def start_proxy():
+        async def post(request):
+            status, xml = gw.protheus.handle_post(await request.read(), host=request.host, path=request.path,
+                                                  soapaction=request.headers.get("SOAPAction"))
+            return web.Response(status=status, text=xml, content_type="text/xml")
+
+        async def get(request):
+            return web.Response(status=404, text="no WSDL here")
+        app = web.Application()
+        app.router.add_post("/ws/SMARTCTIWSEVENTING.apw", post)
+        app.router.add_get("/ws/SMARTCTIWSEVENTING.apw", get)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return runner
+
+    runner = gw.run(start_proxy())
+    try:
+        port = runner.addresses[0][1]
+        url = f"http://127.0.0.1:{port}/ws/SMARTCTIWSEVENTING.apw"
+        assert gw.code("AgentInService", device="2001", ipaddress=url) == 0
+        ev, = wait_device(gw, "2001", ["INSERVICE"])
+        assert ev["namespace"] == f"http://127.0.0.1:{port}/"
+        assert ev["soapaction"] == f"http://127.0.0.1:{port}/INSERVICE"
+        assert ev["result"] == 0
+        schema = gw.run(gw.link().eventing.schema(url))
+        assert schema.source == "conventions"
+    finally:
+        gw.run(runner.cleanup())
+
+
+def test_protheus_answering_99_releases_the_device():
+    cfg = simulated_config()
+    cfg["links"][0]["events"] = {"release_after_99": 3}
+    g = RunningGateway(cfg)
+    try:
+        g.in_loop(lambda: g.protheus.set_session("2001", 1, False))
+        assert g.code("AgentInService", device="2001", ipaddress=g.events_url) == 0
+        assert g.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+        assert g.code("Ready", device="2001", agentID="", groupID="") == 0
+        got = wait_device(g, "2001", ["INSERVICE", "LOGGEDON", "READY"])
+        assert [e["result"] for e in got] == [99, 99, 99]
+        counts = g.in_loop(lambda: dict(g.link().delivery.counts))
+        assert counts["no_session"] == 3 and counts["released"] == 1
+        dev = g.in_loop(lambda: g.link().switch.device("2001"))
+        assert dev.event_urls == [] and dev.in_service == 0
+        # no more events for it until Protheus puts it in service again
+        assert g.code("NotReady", device="2001", agentID="", groupID="") == 0
+        g.in_loop(lambda: g.protheus.set_session("2001", 1, True))
+        assert g.code("AgentInService", device="2001", ipaddress=g.events_url) == 0
+        got = wait_device(g, "2001", ["INSERVICE", "LOGGEDON", "READY", "INSERVICE"])
+        assert got[-1]["result"] == 0
+    finally:
+        g.close()
+
+
+def test_protheus_down_for_a_while():
+    """Events inside their TTL arrive late but in order; an event older than its TTL is dropped and counted."""
+    protheus_port = free_port()
+    cfg = simulated_config()
+    cfg["links"][0]["events"] = {"ttl": 1.0, "retry_initial": 0.05, "retry_max": 0.1, "timeout": 1}
+    g = RunningGateway(cfg)
+    runner = None
+    try:
+        other, runner = g.run(start_protheus_simulator("127.0.0.1", protheus_port, quiet=True))
+        url = other.url
+        assert g.code("AgentInService", device="2001", ipaddress=url) == 0
+        wait_for(lambda: len(g.in_loop(lambda: other.events_since(0))) == 1, what="INSERVICE")
+        g.run(runner.cleanup())            # Protheus goes down
+        assert g.code("Logon", device="2001", agentID="1234", groupID="701") == 0      # LOGGEDON: will go stale
+        wait_for(lambda: g.in_loop(lambda: g.link().delivery.counts["stale"]) == 1, timeout=10,
+                 what="LOGGEDON dropped after its ttl")
+        assert g.code("Ready", device="2001", agentID="", groupID="") == 0          # inside their TTL
+        assert g.code("NotReady", device="2001", agentID="", groupID="") == 0
+        wait_for(lambda: g.in_loop(lambda: g.link().delivery.counts["retries"]) >= 1, what="retrying")
+        other, runner = g.run(start_protheus_simulator("127.0.0.1", protheus_port, quiet=True))  # back
+        got = wait_for(lambda: g.in_loop(lambda: other.events_since(0)) or None, what="events after restart")
+        got = wait_for(lambda: (lambda ev: ev if len(ev) >= 2 else None)(g.in_loop(lambda: other.events_since(0))),
+                       what="both events")
+        assert [e["method"] for e in got] == ["READY", "NOTREADY"]
+        counts = g.in_loop(lambda: dict(g.link().delivery.counts))
+        assert counts["stale"] == 1 and counts["sent"] >= 3
+    finally:
+        if runner is not None:
+            g.run(runner.cleanup())
+        g.close()
+
+
+def test_protheus_refusing_a_message_makes_the_gateway_read_the_wsdl_again(gw):
+    """A Client fault (schema reason) triggers one WSDL refresh and one retry."""
+    assert gw.code("AgentInService", device="2001", ipaddress=gw.events_url) == 0
+    wait_device(gw, "2001", ["INSERVICE"])
+    link = gw.link()
+    schema = gw.run(link.eventing.schema(gw.events_url))
+    # simulate a stale cache: the gateway believes the service has another namespace
+    from dataclasses import replace
+    broken = {n: replace(s, namespace="http://elsewhere/") for n, s in schema.operations.items()}
+    gw.in_loop(lambda: setattr(schema, "operations", broken))
+    assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+    got = wait_device(gw, "2001", ["INSERVICE", "LOGGEDON", "LOGGEDON"])
+    assert [e["result"] for e in got[1:]] == ["fault", 0]
+    assert gw.run(link.eventing.schema(gw.events_url)).operations["LOGGEDON"].namespace == gw.protheus.base_url
