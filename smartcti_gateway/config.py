@@ -93,12 +93,19 @@ class SimulatorConfig:
 
 
 @dataclass
+class LoggingConfig:
+    dir: str = "logs"               # per-extension daily logs: <dir>/<device>-<linkid>-<DD>.log
+    per_extension: bool = False     # on at start? (console keys s / n switch it at run time)
+
+
+@dataclass
 class Config:
     listen: str = "0.0.0.0:8080"
     max_body: int = 64 * 1024
     log_level: str = "info"
     links: list[LinkConfig] = field(default_factory=list)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: str = ""
 
 
@@ -180,7 +187,7 @@ def _path_problem(v: str) -> str | None:
 def parse(data: Any, source: str = "<config>") -> Config:
     r = _Reader(source)
     root = r.mapping(data, "(top level)")
-    r.check_keys(root, "", {"listen", "max_body", "log_level", "links", "simulator"})
+    r.check_keys(root, "", {"listen", "max_body", "log_level", "links", "simulator", "logging"})
     cfg = Config(source=source)
     cfg.listen = r.get(root, "listen", "", str, cfg.listen, check=_listen_problem)
     cfg.max_body = r.get(root, "max_body", "", int, cfg.max_body,
@@ -188,6 +195,11 @@ def parse(data: Any, source: str = "<config>") -> Config:
     cfg.log_level = r.get(root, "log_level", "", str, cfg.log_level,
                           check=lambda v: None if v.lower() in ("debug", "info", "warning", "error") else
                           "must be debug, info, warning or error")
+
+    lm = r.mapping(root.get("logging"), "logging", root, "logging")
+    r.check_keys(lm, "logging", {"dir", "per_extension"})
+    cfg.logging = LoggingConfig(dir=r.get(lm, "dir", "logging", str, "logs", env=True),
+                                per_extension=r.get(lm, "per_extension", "logging", bool, False))
 
     sim = r.mapping(root.get("simulator"), "simulator", root, "simulator")
     r.check_keys(sim, "simulator", {"enabled", "listen", "options"})

@@ -4,12 +4,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from . import __version__
 from .config import Config, LinkConfig, split_listen
+from .extlog import ExtensionLog
 from .link import Link
 from .pabx.digitro.dialect import Dialect
 from .pabx.digitro.driver import DigitroDriver
@@ -42,6 +44,8 @@ class Gateway:
         self.ports: dict[str, int] = {}       # listen string -> bound port
         self.simulator = None
         self._sim_runner: web.AppRunner | None = None
+        # a relative dir is relative to the working directory (scripts/run: the repository)
+        self.extlog = ExtensionLog(Path(cfg.logging.dir), enabled=cfg.logging.per_extension)
 
     async def start(self) -> None:
         if self.cfg.simulator.enabled:
@@ -69,6 +73,7 @@ class Gateway:
                             delivery=DeliveryOptions(ttl=ev.ttl, queue_size=ev.queue_size,
                                                      retry_initial=ev.retry_initial, retry_max=ev.retry_max,
                                                      release_after_99=ev.release_after_99))
+                link.set_trace(lambda device, text, _id=lc.link_id: self.extlog.write(device, _id, text))
                 add_command_routes(app, lc.command_path, link.handle, name=f"link{lc.link_id}")
                 driver.add_event_route(app, lc.events_path)
                 self.links.append(link)
@@ -105,6 +110,7 @@ class Gateway:
             await runner.cleanup()
         if self._sim_runner is not None:
             await self._sim_runner.cleanup()
+        self.extlog.close()
 
     def link(self, link_id: int) -> Link:
         return next(l for l in self.links if l.link_id == link_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from .core.codes import Result
 from .core.commands import Commands
@@ -45,6 +45,14 @@ class Link:
         self.commands = Commands(self.switch, version)
         self.eventing = eventing or EventingClient()
         self.delivery = EventDelivery(link_id, self.eventing, delivery, on_release=self._release)
+        self.trace: Callable[[str, str], None] = lambda device, text: None
+
+    def set_trace(self, trace: Callable[[str, str], None]) -> None:
+        """Where per-extension lines go: commands here, PABX traffic in the driver, events in delivery."""
+        self.trace = trace
+        self.delivery.trace = trace
+        if hasattr(self.driver, "trace"):
+            self.driver.trace = trace
 
     async def start(self) -> None:
         await self.eventing.start()
@@ -78,6 +86,9 @@ class Link:
         if self.commands.outbox:
             self.delivery.submit(self.commands.outbox)
             self.commands.outbox = []
+        device = args.get("device") or args.get("cDevice") or ""
+        if device:
+            self.trace(device.strip(), f"CMD {op}({masked(args)}) -> {value!r}{f' ({detail})' if detail else ''}")
         level = logging.DEBUG if op in QUIET_OPERATIONS and not detail else logging.INFO
         if log.isEnabledFor(level):
             log.log(level, "link %d: %s(%s) -> %r%s", self.link_id, op, masked(args), value,

@@ -63,6 +63,7 @@ class EventDelivery:
         self.counts: Counter[str] = Counter()      # sent, no_session, stale, overflow, failed, released, retries
         self.sent_by_event: Counter[tuple[str, str]] = Counter()   # (event, result) -> n
         self._closing = False
+        self.trace: Callable[[str, str], None] = lambda device, text: None   # per-extension log
 
     # ---------------------------------------------------------------- API
     def submit(self, notes: list[Notification]) -> None:
@@ -141,6 +142,7 @@ class EventDelivery:
             if age > self.o.ttl:
                 self.counts["stale"] += 1
                 self.sent_by_event[(note.name, "stale")] += 1
+                self.trace(note.device, f"EVENT {note.name} to {stream.url} dropped: older than {self.o.ttl:g} s")
                 log.warning("link %d: %s for %s dropped after %.0f s without reaching %s (ttl %g s)",
                             self.link_id, note.name, note.device, age, stream.url, self.o.ttl)
                 return
@@ -154,6 +156,7 @@ class EventDelivery:
                     await self.client.schema(stream.url, refresh=True)
                     continue
                 if not e.retry:
+                    self.trace(note.device, f"EVENT {note.name} to {stream.url} refused: {e}")
                     self.counts["failed"] += 1
                     self.sent_by_event[(note.name, "failed")] += 1
                     log.error("link %d: %s for %s refused by %s: %s", self.link_id, note.name, note.device,
@@ -172,6 +175,8 @@ class EventDelivery:
             return
 
     def _result(self, stream: _Stream, note: Notification, result: int) -> None:
+        self.trace(note.device, f"EVENT {note.name}({', '.join(f'{k}={v!r}' for k, v in note.params(self.link_id)[2:])})"
+                                f" to {stream.url} -> {result}")
         if result == NO_SESSION:
             self.counts["no_session"] += 1
             self.sent_by_event[(note.name, "no_session")] += 1

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ...core.codes import Result
 from ...core import pabx as p
+from ...extlog import masked_struct
 from .dialect import OK, Dialect
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class DigitroDriver:
         self.monitored: set[str] = set()
         self.events_received = 0
         self.events_rejected = 0
+        # per-extension trace: trace(device, text); passwords are masked before it is called
+        self.trace: Callable[[str, str], None] = lambda device, text: None
 
     # ------------------------------------------------------------ lifecycle
     async def start(self, on_event: EventSink) -> None:
@@ -110,6 +113,21 @@ class DigitroDriver:
         struct = {f[k]: v for k, v in params.items()}
         wire_method = self.d.methods[method]
         body = xmlrpc.client.dumps((struct,), wire_method, allow_none=False).encode("utf-8")
+        device = str(params.get("device", ""))
+        if device:
+            self.trace(device, f"PABX> {wire_method} {masked_struct(struct)}")
+        try:
+            reply = await self._post(wire_method, body)
+        except p.PabxError as e:
+            if device:
+                self.trace(device, f"PABX< {wire_method} failed: {e.code.value} {e.detail}")
+            raise
+        if device:
+            self.trace(device, f"PABX< {wire_method} {masked_struct(reply)}")
+        return reply
+
+    async def _post(self, wire_method: str, body: bytes) -> dict[str, Any]:
+        f = self.d.fields
         try:
             async with self._session.post(self.url, data=body, headers={"Content-Type": "text/xml"}) as resp:
                 text = await resp.read()
@@ -174,6 +192,7 @@ class DigitroDriver:
             log.warning("%s: event refused: %s", self.name, e)
             return web.Response(body=_dumps_fault(3, str(e)), content_type="text/xml")
         self.events_received += 1
+        self.trace(str(params[0].get(self.d.fields["device"], "")), f"PABX event {masked_struct(params[0])}")
         if event is not None:
             try:
                 self._on_event(event)
