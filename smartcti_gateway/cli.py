@@ -18,27 +18,38 @@ def _setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
+def _stop_on_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
             loop.add_signal_handler(sig, stop.set)
         except (NotImplementedError, RuntimeError):  # Windows: Ctrl+C raises KeyboardInterrupt instead
             pass
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
     await stop.wait()
 
 
 async def _run(cfg) -> None:
+    from .console import Console
     from .gateway import Gateway
     gw = Gateway(cfg)
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    console = Console(gw, stop.set)
     try:
         await gw.start()
-        log.info("smartcti-gateway %s ready (%d link(s)); stop with Ctrl+C or SIGTERM", __version__, len(gw.links))
-        await _wait_for_signal()
+        log.info("smartcti-gateway %s ready (%d link(s)); stop with %s", __version__, len(gw.links),
+                 "q, Ctrl+C or SIGTERM" if console.start() else "SIGTERM or Ctrl+C")
+        await stop.wait()
         log.info("stopping")
     finally:
+        console.close()
         await gw.stop()
+        log.info("stopped")
 
 
 async def _simulate(host: str, port: int) -> None:

@@ -12,6 +12,7 @@ from aiohttp import web
 from . import __version__
 from .config import Config, LinkConfig, split_listen
 from .extlog import ExtensionLog
+from .core.pabx import PabxError, QuerySystemStatus, QueryVersion
 from .link import Link
 from .pabx.digitro.dialect import Dialect
 from .pabx.digitro.driver import DigitroDriver
@@ -111,6 +112,68 @@ class Gateway:
         if self._sim_runner is not None:
             await self._sim_runner.cleanup()
         self.extlog.close()
+
+    # ------------------------------------------------------ operator reports
+    def _command_url(self, lc: LinkConfig) -> str:
+        listen = lc.listen or self.cfg.listen
+        host, _ = split_listen(listen)
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.ports[listen]}{lc.command_path}.SmartCTIWSCommandHttpSoap11Endpoint/"
+
+    async def versions(self) -> list[str]:
+        """Gateway version, and per link the PABX's version and each Protheus eventing URL's reachability."""
+        lines = [VERSION_TEXT]
+        for link in self.links:
+            try:
+                async with asyncio.timeout(link.timeout):
+                    pabx = f"PABX {await link.driver.execute(QueryVersion())}"
+            except (PabxError, TimeoutError) as e:
+                pabx = f"PABX unreachable ({getattr(e, 'detail', '') or 'no answer'})"
+            lines.append(f"link {link.link_id} ({link.name}): {pabx} at {link.driver.url}")
+            for url in link.event_urls():
+                lines.append(f"  Protheus {url}: {await self._wsdl_check(link, url)}")
+        return lines
+
+    async def _wsdl_check(self, link: Link, url: str) -> str:
+        schema = await link.eventing.schema(url, refresh=True)
+        if schema.source == "wsdl":
+            return f"WSDL read, namespace {schema.operations['RINGING'].namespace}"
+        return "WSDL not readable: using the ADVPL conventions (see the log)"
+
+    async def self_test(self) -> list[tuple[str, bool, str]]:
+        """End to end, per link: a real SOAP request to our own endpoint, the PABX link, the eventing WSDLs."""
+        import aiohttp
+        results: list[tuple[str, bool, str]] = []
+        body = ('<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
+                '<SystemStatus xmlns="http://DefaultNamespace"/></soap:Body></soap:Envelope>').encode()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
+            for lc, link in zip(self.cfg.links, self.links):
+                name = f"link {lc.link_id}"
+                url = self._command_url(lc)
+                try:
+                    async with http.post(url, data=body, headers={"Content-Type": "text/xml; charset=UTF-8",
+                                                                  "SOAPAction": '"urn:SystemStatus"'}) as r:
+                        text = await r.text()
+                    ok = r.status == 200 and "<ns:return>0</ns:return>" in text
+                    value = text.split("<ns:return>")[1].split("<")[0] if "<ns:return>" in text else f"HTTP {r.status}"
+                    results.append((f"{name}: SOAP SystemStatus at {url}", ok, f"returned {value}"))
+                except (aiohttp.ClientError, TimeoutError) as e:
+                    results.append((f"{name}: SOAP SystemStatus at {url}", False, str(e) or "timeout"))
+                try:
+                    async with asyncio.timeout(link.timeout):
+                        await link.driver.execute(QuerySystemStatus())
+                    results.append((f"{name}: PABX at {link.driver.url}", True, "answering"))
+                except (PabxError, TimeoutError) as e:
+                    results.append((f"{name}: PABX at {link.driver.url}", False,
+                                    getattr(e, "detail", "") or "no answer"))
+                urls = link.event_urls()
+                if not urls:
+                    results.append((f"{name}: Protheus eventing", True, "no device in service yet"))
+                for ev_url in urls:
+                    check = await self._wsdl_check(link, ev_url)
+                    results.append((f"{name}: Protheus eventing {ev_url}", check.startswith("WSDL read"), check))
+        return results
 
     def link(self, link_id: int) -> Link:
         return next(l for l in self.links if l.link_id == link_id)

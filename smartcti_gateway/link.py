@@ -103,6 +103,10 @@ class Link:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("link %d: event %s -> %s", self.link_id, event, [n.name for n in notes])
 
+    def event_urls(self) -> list[str]:
+        """Every distinct Protheus eventing URL of the devices in service."""
+        return list(dict.fromkeys(u for d in self.switch.devices.values() for u in d.event_urls))
+
     def _release(self, device: str, url: str) -> None:
         """Protheus answered 99 too many times in a row for ``device`` at ``url``: stop serving it there."""
         dev = self.switch.device(device)
