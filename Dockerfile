@@ -11,6 +11,7 @@ COPY smartcti_gateway ./smartcti_gateway
 COPY wsdl ./wsdl
 COPY config ./config
 RUN pip install --no-cache-dir . && cp config/gateway.yaml /etc/smartcti/gateway.yaml && rm -rf /src
+# the default config runs the embedded simulated NGC: mount your own at /etc/smartcti/gateway.yaml
 
 USER smartcti
 WORKDIR /var/lib/smartcti
