@@ -62,6 +62,8 @@ class EventDelivery:
         self.streams: dict[tuple[str, str], _Stream] = {}
         self.counts: Counter[str] = Counter()      # sent, no_session, stale, overflow, failed, released, retries
         self.sent_by_event: Counter[tuple[str, str]] = Counter()   # (event, result) -> n
+        # 99 streaks of idle pairs: a stream is forgotten when its queue drains, its streak must not be
+        self._no_session: dict[tuple[str, str], int] = {}
         self._closing = False
         self.trace: Callable[[str, str], None] = lambda device, text: None   # per-extension log
 
@@ -76,7 +78,8 @@ class EventDelivery:
                 key = (note.device, url)
                 stream = self.streams.get(key)
                 if stream is None:
-                    stream = self.streams[key] = _Stream(note.device, url)
+                    stream = self.streams[key] = _Stream(note.device, url,
+                                                         no_session_in_a_row=self._no_session.pop(key, 0))
                 if len(stream.queue) >= self.o.queue_size:
                     # the oldest may be on the wire right now: drop the next oldest
                     dropped = stream.queue[1] if len(stream.queue) > 1 else None
@@ -134,6 +137,8 @@ class EventDelivery:
                 stream.queue.popleft()
         if not stream.queue and self.streams.get((stream.device, stream.url)) is stream:
             del self.streams[(stream.device, stream.url)]
+            if stream.no_session_in_a_row:
+                self._no_session[(stream.device, stream.url)] = stream.no_session_in_a_row
 
     async def _deliver(self, stream: _Stream, item: _Item) -> None:
         note, attempt, refreshed = item.note, 0, False
