@@ -259,9 +259,14 @@ async def test_hang_mode_client_giving_up_records_nothing(sim, http):
     sim.set_mode("hang")
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(post(http, sim, "READY", args_for("READY")), 0.1)
+    deadline = asyncio.get_running_loop().time() + 5
+    while sim.hanging and asyncio.get_running_loop().time() < deadline:   # the server notices the hang-up
+        await asyncio.sleep(0.005)
+    assert sim.hanging == 0
     sim.set_mode("normal")
-    await asyncio.sleep(0.05)
-    assert sim.events_since(0) == []
+    status, _ = await post(http, sim, "NOTREADY", args_for("NOTREADY"))
+    assert status == 200
+    assert [e["method"] for e in sim.events_since(0)] == ["NOTREADY"]
 
 
 # --------------------------------------------------------------------------

@@ -401,6 +401,7 @@ class ProtheusSimulator:
 
     def __init__(self, *, quiet: bool = False, default_open: bool = True, max_events: int = 10_000) -> None:
         self.quiet = quiet
+        self.hanging = 0   # POSTs held by the "hang" mode right now
         self.default_open = default_open
         self.sessions: dict[tuple[str, int], bool] = {}
         self.mode = "normal"
@@ -593,8 +594,12 @@ async def _service(request: web.Request) -> web.StreamResponse:
 
     body = await request.read()
     if sim.mode == "hang":
-        while sim.mode == "hang" and not sim._closing:
-            await sim._released.wait()
+        sim.hanging += 1
+        try:
+            while sim.mode == "hang" and not sim._closing:
+                await sim._released.wait()
+        finally:   # also when the client gives up and the handler is cancelled
+            sim.hanging -= 1
         transport = request.transport
         if sim._closing or transport is None or transport.is_closing():
             # The client gave up (or the simulator stops): nothing is answered, nothing recorded.
