@@ -9,6 +9,7 @@ import sys
 
 from . import __version__
 from .config import DEFAULT_CONFIG, ConfigError, load, split_listen
+from .migration import add_import_properties_parser
 
 log = logging.getLogger("smartcti_gateway")
 
@@ -91,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     prot.add_argument("--listen", default="127.0.0.1:8081", help="HOST:PORT (default: %(default)s)")
     prot.add_argument("--no-sessions", action="store_true",
                       help="answer 99 (no Protheus session) until sessions are opened with POST /sim/sessions")
+    add_import_properties_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "import-properties":
+        return args.func(args)
 
     if args.command in ("simulate-pabx", "simulate-protheus"):
         _setup_logging("info")
