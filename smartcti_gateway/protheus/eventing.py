@@ -20,13 +20,13 @@ from xml.sax.saxutils import escape
 import aiohttp
 from lxml import etree
 
+from .. import xmlsafe
 from ..core.notify import EVENT_PARAMS, Notification
 
 log = logging.getLogger("smartcti_gateway.eventing")
 
 SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 
 class DeliveryError(Exception):
@@ -124,9 +124,9 @@ def envelope(shape: OperationShape, values: list[tuple[str, str | int]]) -> byte
 def parse_result(body: bytes, status: int) -> int:
     """RETURNCODE of a SmartCTIWSEventing answer, or DeliveryError."""
     try:
-        if b"<!DOCTYPE" in body[:2048] or b"<!ENTITY" in body:
+        if xmlsafe.has_dtd(body):
             raise ValueError("DTD in answer")
-        root = etree.fromstring(body, _PARSER)
+        root = etree.fromstring(body, xmlsafe.parser())
     except (etree.XMLSyntaxError, ValueError) as e:
         raise DeliveryError(f"HTTP {status}, answer is not XML ({e})"[:300], retry=True) from None
     fault = root.find(f".//{{{SOAP11_NS}}}Fault")

@@ -38,6 +38,8 @@ from xml.sax.saxutils import escape, quoteattr
 from aiohttp import web
 from lxml import etree
 
+from smartcti_gateway import xmlsafe
+
 __all__ = [
     "CAUSE_TEXTS",
     "IDENTIFICATION_TYPES",
@@ -144,18 +146,6 @@ RESULT_NO_SESSION = 99
 # String parameters Protheus pastes between single quotes into a macro (§3.4).
 _MACRO_UNSAFE = re.compile(r"['\r\n]")
 _INTEGER = re.compile(r"[+-]?[0-9]+")
-_DANGEROUS_MARKUP = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
-
-_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    remove_comments=True,
-    remove_pis=True,
-    collect_ids=False,
-)
 
 
 # --------------------------------------------------------------------------
@@ -270,10 +260,10 @@ def _parse(body: bytes, accepted_ns: tuple[str, ...], parsed: _Parsed) -> None:
     """Fill ``parsed`` from a SOAP 1.1 request; raise _Fault when a strict ADVPL server would refuse it."""
     if not body or body.isspace():
         raise _Fault("Client", "Empty request: a SOAP 1.1 envelope is required")
-    if _DANGEROUS_MARKUP.search(body):
+    if xmlsafe.has_dtd(body):
         raise _Fault("Client", "DOCTYPE and ENTITY declarations are not allowed")
     try:
-        root = etree.fromstring(body.lstrip(), _PARSER)
+        root = etree.fromstring(body.lstrip(), xmlsafe.parser())
     except (etree.XMLSyntaxError, ValueError) as exc:
         raise _Fault("Client", f"Malformed XML: {exc}") from None
     docinfo = root.getroottree().docinfo

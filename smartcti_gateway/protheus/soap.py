@@ -21,6 +21,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from smartcti_gateway import xmlsafe
 from smartcti_gateway.core.operations import OPERATIONS
 
 __all__ = [
@@ -128,19 +129,8 @@ def _codec(label: str) -> str | None:
     return name if name in _SUPPORTED_ENCODINGS else None
 
 
-@functools.lru_cache(maxsize=None)
 def _parser(codec: str) -> etree.XMLParser:
-    return etree.XMLParser(
-        encoding=_SUPPORTED_ENCODINGS[codec],
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-        collect_ids=False,
-    )
+    return xmlsafe.parser(_SUPPORTED_ENCODINGS[codec])
 
 
 def _encoding(body: bytes, content_type: str | None) -> str:

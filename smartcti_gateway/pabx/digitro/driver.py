@@ -18,17 +18,12 @@ from aiohttp import web
 from ...core.codes import Result
 from ...core import pabx as p
 from ...extlog import masked_struct
+from ...xmlsafe import has_dtd
 from .dialect import OK, Dialect
 
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[p.PabxEvent], None]
-
-
-def has_dtd(body: bytes) -> bool:
-    """XML-RPC never needs a DTD; refusing one keeps entity bombs out of the parser."""
-    head = body[:4096].upper()
-    return b"<!DOCTYPE" in head or b"<!ENTITY" in body.upper()
 
 
 class XmlRpcFaultError(Exception):

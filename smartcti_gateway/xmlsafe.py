@@ -1,0 +1,35 @@
+"""One hardened lxml configuration for every XML the gateway reads, from Protheus or from the PABX.
+
+No DTD is loaded, no entity is resolved, nothing is fetched from the network,
+huge trees are refused; and since SmartCTI, SOAP answers and XML-RPC never
+need a DTD, a document that declares one is refused before parsing, which
+keeps entity bombs (billion laughs, quadratic blow-up, external entities) out.
+"""
+from __future__ import annotations
+
+import functools
+import re
+
+from lxml import etree
+
+_DTD = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+def has_dtd(body: bytes) -> bool:
+    """True when ``body`` (ASCII-compatible bytes) declares a DTD or an entity."""
+    return _DTD.search(body) is not None
+
+
+@functools.lru_cache(maxsize=None)
+def parser(encoding: str | None = None) -> etree.XMLParser:
+    return etree.XMLParser(
+        encoding=encoding,
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
+        collect_ids=False,
+    )
