@@ -140,7 +140,7 @@ class _Reader:
                 raise self.fail(m, str(k), f"{path}.{k}" if path else str(k),
                                 f"unknown key; allowed here: {', '.join(sorted(allowed))}")
 
-    def get(self, m: _Map, key: str, path: str, kind: type, default: Any, *, check=None, env: bool = False) -> Any:
+    def get(self, m: _Map, key: str, path: str, kind: type, default: Any, *, check=None, env: bool = True) -> Any:
         full = f"{path}.{key}" if path else key
         if key not in m or m[key] is None:
             return default

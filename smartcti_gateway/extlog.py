@@ -35,6 +35,25 @@ def masked_struct(struct: dict) -> str:
                            for k, v in struct.items()) + "}"
 
 
+class Trace:
+    """Where one link writes its per-extension lines; callers test ``on`` before formatting a line."""
+
+    def __init__(self, xl: "ExtensionLog | None" = None, link_id: int = 0):
+        self.xl = xl
+        self.link_id = link_id
+
+    @property
+    def on(self) -> bool:
+        return self.xl is not None and self.xl.enabled
+
+    def __call__(self, device: str, text: str) -> None:
+        if self.xl is not None:
+            self.xl.write(device, self.link_id, text)
+
+
+NO_TRACE = Trace()
+
+
 class ExtensionLog:
     def __init__(self, directory: str | Path, *, enabled: bool = False, clock: Callable[[], float] = time.time,
                  max_open: int = 128):

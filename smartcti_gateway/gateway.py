@@ -11,7 +11,7 @@ from aiohttp import web
 
 from . import __version__
 from .config import Config, LinkConfig, split_listen
-from .extlog import ExtensionLog
+from .extlog import ExtensionLog, Trace
 from .core.pabx import PabxError, QuerySystemStatus, QueryVersion
 from .link import Link
 from .pabx.digitro.dialect import Dialect
@@ -74,7 +74,7 @@ class Gateway:
                             delivery=DeliveryOptions(ttl=ev.ttl, queue_size=ev.queue_size,
                                                      retry_initial=ev.retry_initial, retry_max=ev.retry_max,
                                                      release_after_99=ev.release_after_99))
-                link.set_trace(lambda device, text, _id=lc.link_id: self.extlog.write(device, _id, text))
+                link.set_trace(Trace(self.extlog, lc.link_id))
                 add_command_routes(app, lc.command_path, link.handle, name=f"link{lc.link_id}")
                 driver.add_event_route(app, lc.events_path)
                 self.links.append(link)

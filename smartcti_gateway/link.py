@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from .core.codes import Result
 from .core.commands import Commands
 from .core.model import Switch
 from .core.operations import SECRET_PARAMS
 from .core.pabx import PabxError, PabxEvent, PabxUnavailable, Request
+from .extlog import NO_TRACE, Trace
 from .protheus.delivery import DeliveryOptions, EventDelivery
 from .protheus.eventing import EventingClient
 
@@ -45,9 +46,9 @@ class Link:
         self.commands = Commands(self.switch, version)
         self.eventing = eventing or EventingClient()
         self.delivery = EventDelivery(link_id, self.eventing, delivery, on_release=self._release)
-        self.trace: Callable[[str, str], None] = lambda device, text: None
+        self.trace: Trace = NO_TRACE
 
-    def set_trace(self, trace: Callable[[str, str], None]) -> None:
+    def set_trace(self, trace: Trace) -> None:
         """Where per-extension lines go: commands here, PABX traffic in the driver, events in delivery."""
         self.trace = trace
         self.delivery.trace = trace
@@ -87,7 +88,7 @@ class Link:
             self.delivery.submit(self.commands.outbox)
             self.commands.outbox = []
         device = args.get("device") or args.get("cDevice") or ""
-        if device:
+        if device and self.trace.on:
             self.trace(device.strip(), f"CMD {op}({masked(args)}) -> {value!r}{f' ({detail})' if detail else ''}")
         level = logging.DEBUG if op in QUIET_OPERATIONS and not detail else logging.INFO
         if log.isEnabledFor(level):

@@ -112,3 +112,10 @@ def test_check_config_command(tmp_path):
                          capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 2
     assert res.stderr.strip() == f"config error: {bad}:1: links[0].link_id: must be a positive integer"
+
+
+def test_any_string_setting_can_come_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("GW_LISTEN", "127.0.0.1:9999")
+    monkeypatch.setenv("LINK_NAME", "Matriz")
+    cfg = load(write(tmp_path, "listen: ${GW_LISTEN}\nlinks: [{link_id: 1, name: '${LINK_NAME}'}]\n"))
+    assert cfg.listen == "127.0.0.1:9999" and cfg.links[0].name == "Matriz"

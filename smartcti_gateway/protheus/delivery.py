@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..core.notify import Notification
+from ..extlog import NO_TRACE, Trace
 from .eventing import DeliveryError, EventingClient
 
 log = logging.getLogger("smartcti_gateway.delivery")
@@ -65,7 +66,7 @@ class EventDelivery:
         # 99 streaks of idle pairs: a stream is forgotten when its queue drains, its streak must not be
         self._no_session: dict[tuple[str, str], int] = {}
         self._closing = False
-        self.trace: Callable[[str, str], None] = lambda device, text: None   # per-extension log
+        self.trace: Trace = NO_TRACE   # per-extension log
 
     # ---------------------------------------------------------------- API
     def submit(self, notes: list[Notification]) -> None:
@@ -147,7 +148,8 @@ class EventDelivery:
             if age > self.o.ttl:
                 self.counts["stale"] += 1
                 self.sent_by_event[(note.name, "stale")] += 1
-                self.trace(note.device, f"EVENT {note.name} to {stream.url} dropped: older than {self.o.ttl:g} s")
+                if self.trace.on:
+                    self.trace(note.device, f"EVENT {note.name} to {stream.url} dropped: older than {self.o.ttl:g} s")
                 log.warning("link %d: %s for %s dropped after %.0f s without reaching %s (ttl %g s)",
                             self.link_id, note.name, note.device, age, stream.url, self.o.ttl)
                 return
@@ -161,7 +163,8 @@ class EventDelivery:
                     await self.client.schema(stream.url, refresh=True)
                     continue
                 if not e.retry:
-                    self.trace(note.device, f"EVENT {note.name} to {stream.url} refused: {e}")
+                    if self.trace.on:
+                        self.trace(note.device, f"EVENT {note.name} to {stream.url} refused: {e}")
                     self.counts["failed"] += 1
                     self.sent_by_event[(note.name, "failed")] += 1
                     log.error("link %d: %s for %s refused by %s: %s", self.link_id, note.name, note.device,
@@ -180,8 +183,9 @@ class EventDelivery:
             return
 
     def _result(self, stream: _Stream, note: Notification, result: int) -> None:
-        self.trace(note.device, f"EVENT {note.name}({', '.join(f'{k}={v!r}' for k, v in note.params(self.link_id)[2:])})"
-                                f" to {stream.url} -> {result}")
+        if self.trace.on:
+            values = ", ".join(f"{k}={v!r}" for k, v in note.params(self.link_id)[2:])
+            self.trace(note.device, f"EVENT {note.name}({values}) to {stream.url} -> {result}")
         if result == NO_SESSION:
             self.counts["no_session"] += 1
             self.sent_by_event[(note.name, "no_session")] += 1

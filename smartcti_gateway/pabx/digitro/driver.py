@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ...core.codes import Result
 from ...core import pabx as p
-from ...extlog import masked_struct
+from ...extlog import NO_TRACE, Trace, masked_struct
 from ...xmlsafe import has_dtd
 from .dialect import OK, Dialect
 
@@ -55,8 +55,7 @@ class DigitroDriver:
         self.monitored: set[str] = set()
         self.events_received = 0
         self.events_rejected = 0
-        # per-extension trace: trace(device, text); passwords are masked before it is called
-        self.trace: Callable[[str, str], None] = lambda device, text: None
+        self.trace: Trace = NO_TRACE   # per-extension log; passwords are masked before it is called
 
     # ------------------------------------------------------------ lifecycle
     async def start(self, on_event: EventSink) -> None:
@@ -108,7 +107,7 @@ class DigitroDriver:
         struct = {f[k]: v for k, v in params.items()}
         wire_method = self.d.methods[method]
         body = xmlrpc.client.dumps((struct,), wire_method, allow_none=False).encode("utf-8")
-        device = str(params.get("device", ""))
+        device = str(params.get("device", "")) if self.trace.on else ""
         if device:
             self.trace(device, f"PABX> {wire_method} {masked_struct(struct)}")
         try:
@@ -187,7 +186,8 @@ class DigitroDriver:
             log.warning("%s: event refused: %s", self.name, e)
             return web.Response(body=_dumps_fault(3, str(e)), content_type="text/xml")
         self.events_received += 1
-        self.trace(str(params[0].get(self.d.fields["device"], "")), f"PABX event {masked_struct(params[0])}")
+        if self.trace.on:
+            self.trace(str(params[0].get(self.d.fields["device"], "")), f"PABX event {masked_struct(params[0])}")
         if event is not None:
             try:
                 self._on_event(event)
