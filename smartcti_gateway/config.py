@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,11 +51,27 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 
 
 @dataclass
+class TlsConfig:
+    """HTTPS on a listener: PEM certificate (chain) and private key."""
+
+    cert: str
+    key: str
+    password: str = field(default="", repr=False)   # of an encrypted key; never shown
+
+
+@dataclass
 class PabxConfig:
     driver: str = "digitro"
     url: str = "http://127.0.0.1:2551/RPC2"
     timeout: float = 5.0
     callback_url: str = ""          # where the PABX posts events; derived from the listener when empty
+    allow: tuple | None = None      # networks allowed to post events; None = the addresses of url's host
+    ca_file: str = ""               # extra CA bundle to verify an https url
+    keepalive: float = 10.0         # seconds between keep-alives
+    keepalive_timeout: float = 10.0 # never shorter than 10 s: a busy PABX must not look dead
+    grace: float = 30.0             # down this long before SystemStatus / queryAgentState tell Protheus
+    reconnect_max: float = 30.0     # cap of the reconnect backoff
+    quiet_call: float = 300.0       # a call without news this long is checked against the PABX
     dialect: dict[str, Any] = field(default_factory=dict)
 
 
@@ -69,6 +86,7 @@ class EventsConfig:
     retry_initial: float = 0.5
     retry_max: float = 10.0
     release_after_99: int = 20      # consecutive "no Protheus session" answers before letting the device go
+    ca_file: str = ""               # extra CA bundle to verify https eventing URLs
 
 
 @dataclass
@@ -77,6 +95,8 @@ class LinkConfig:
     name: str = ""
     command_path: str = DEFAULT_COMMAND_PATH
     listen: str = ""                # own listener; empty = the gateway's
+    allow: tuple = ()               # networks allowed on the command endpoint; empty = all (warned at start)
+    tls: TlsConfig | None = None    # own certificate for its own listener; None = the top-level tls
     pabx: PabxConfig = field(default_factory=PabxConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
 
@@ -102,10 +122,13 @@ class LoggingConfig:
 class Config:
     listen: str = "0.0.0.0:8080"
     max_body: int = 64 * 1024
+    client_timeout: float = 15.0    # s to send a request's headers, and its body; idle keep-alive too
     log_level: str = "info"
     links: list[LinkConfig] = field(default_factory=list)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    state_file: str = "var/smartcti-state.sqlite"   # the device registry; "" keeps it in memory only
+    tls: TlsConfig | None = None    # HTTPS on the listener(s)
     source: str = ""
 
 
@@ -115,6 +138,9 @@ def split_listen(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"{value!r} is not HOST:PORT")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+_ENV_VAR = re.compile(r"\$\{([^}]*)\}")
 
 
 class _Reader:
@@ -140,16 +166,21 @@ class _Reader:
                 raise self.fail(m, str(k), f"{path}.{k}" if path else str(k),
                                 f"unknown key; allowed here: {', '.join(sorted(allowed))}")
 
+    def expand(self, m: _Map, key: str, full: str, value: str) -> str:
+        """Each ``${VAR}`` in ``value`` -> that environment variable (``http://cti:${NGC_PASSWORD}@ngc/RPC2``)."""
+        def var(match: re.Match) -> str:
+            if match.group(1) not in os.environ:
+                raise self.fail(m, key, full, f"environment variable {match.group(1)} is not set")
+            return os.environ[match.group(1)]
+        return _ENV_VAR.sub(var, value)
+
     def get(self, m: _Map, key: str, path: str, kind: type, default: Any, *, check=None, env: bool = True) -> Any:
         full = f"{path}.{key}" if path else key
         if key not in m or m[key] is None:
             return default
         value = m[key]
-        if env and isinstance(value, str) and value.startswith("${") and value.endswith("}"):
-            var = value[2:-1]
-            if var not in os.environ:
-                raise self.fail(m, key, full, f"environment variable {var} is not set")
-            value = os.environ[var]
+        if env and isinstance(value, str) and "${" in value:
+            value = self.expand(m, key, full, value)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -174,7 +205,8 @@ def _listen_problem(v: str) -> str | None:
 def _url_problem(v: str) -> str | None:
     parts = urlsplit(v)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        return f"{v!r} is not an http:// or https:// URL"
+        from .access import redact_url
+        return f"{redact_url(v)!r} is not an http:// or https:// URL"
     return None
 
 
@@ -184,17 +216,66 @@ def _path_problem(v: str) -> str | None:
     return None
 
 
+def _networks(r: _Reader, m: _Map, key: str, path: str) -> tuple | None:
+    """An address list: CIDRs or single addresses, as a list or one comma-separated string; None when absent."""
+    from .access import parse_networks
+    full = f"{path}.{key}"
+    raw = m.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, (list, str)):
+        raise r.fail(m, key, full, "must be a list of addresses or networks, e.g. [10.0.0.0/8, 192.168.10.5, '::1']")
+    items = [raw] if isinstance(raw, str) else raw
+    values = []
+    for i, item in enumerate(items):
+        where = full if isinstance(raw, str) else f"{full}[{i}]"
+        if not isinstance(item, str):
+            raise r.fail(m, key, where, f"must be an address or network written as text, got {item!r}")
+        value = r.expand(m, key, where, item)
+        try:
+            parse_networks([value])
+        except ValueError as e:
+            raise r.fail(m, key, where, str(e)) from None
+        values.append(value)
+    return parse_networks(values)
+
+
+def _tls(r: _Reader, m: _Map, key: str, path: str) -> TlsConfig | None:
+    """``tls: {cert: FILE, key: FILE, password: ...}``, the files read and matched at load."""
+    from .access import cert_file_problem, tls_problem
+    if m.get(key) is None:
+        return None
+    full = f"{path}.{key}" if path else key
+    tm = r.mapping(m[key], full, m, key)
+    r.check_keys(tm, full, {"cert", "key", "password"})
+    for k in ("cert", "key"):
+        if not tm.get(k):
+            raise r.fail(tm, k, f"{full}.{k}", "is required: the path of a PEM file")
+    cert = r.get(tm, "cert", full, str, "", check=cert_file_problem)
+    pem_key = r.get(tm, "key", full, str, "", check=cert_file_problem)
+    password = r.get(tm, "password", full, str, "")
+    problem = tls_problem(cert, pem_key, password)
+    if problem:
+        raise r.fail(m, key, full, problem)
+    return TlsConfig(cert, pem_key, password)
+
+
 def parse(data: Any, source: str = "<config>") -> Config:
     r = _Reader(source)
     root = r.mapping(data, "(top level)")
-    r.check_keys(root, "", {"listen", "max_body", "log_level", "links", "simulator", "logging"})
+    r.check_keys(root, "", {"tls", "listen", "max_body", "client_timeout", "log_level", "links", "simulator", "logging", "state_file"})
     cfg = Config(source=source)
+    cfg.state_file = r.get(root, "state_file", "", str, cfg.state_file)
     cfg.listen = r.get(root, "listen", "", str, cfg.listen, check=_listen_problem)
     cfg.max_body = r.get(root, "max_body", "", int, cfg.max_body,
                          check=lambda v: None if 1024 <= v <= 16 * 1024 * 1024 else "must be between 1024 and 16777216")
+    cfg.client_timeout = r.get(root, "client_timeout", "", float, cfg.client_timeout,
+                               check=lambda v: None if 1 <= v <= 300 else "must be between 1 and 300 seconds")
     cfg.log_level = r.get(root, "log_level", "", str, cfg.log_level,
                           check=lambda v: None if v.lower() in ("debug", "info", "warning", "error") else
                           "must be debug, info, warning or error")
+
+    cfg.tls = _tls(r, root, "tls", "")
 
     lm = r.mapping(root.get("logging"), "logging", root, "logging")
     r.check_keys(lm, "logging", {"dir", "per_extension"})
@@ -220,10 +301,11 @@ def parse(data: Any, source: str = "<config>") -> Config:
         raise r.fail(root, "links", "links", "must be a list with at least one link (- link_id: 1 ...)")
     seen_ids: dict[int, str] = {}
     seen_paths: set[tuple[str, str]] = set()
+    tls_by_listen: dict[str, tuple[TlsConfig | None, str]] = {}
     for i, raw in enumerate(links):
         path = f"links[{i}]"
         m = r.mapping(raw, path, root, "links")
-        r.check_keys(m, path, {"link_id", "name", "command_path", "listen", "pabx", "events"})
+        r.check_keys(m, path, {"allow", "tls", "link_id", "name", "command_path", "listen", "pabx", "events"})
         if "link_id" not in m:
             raise r.fail(m, "", path, "link_id is required: the K4_LINKID of the Protheus SK4 row of this link")
         link = LinkConfig(link_id=r.get(m, "link_id", path, int, 0,
@@ -234,6 +316,15 @@ def parse(data: Any, source: str = "<config>") -> Config:
         link.name = r.get(m, "name", path, str, f"link {link.link_id}")
         link.command_path = r.get(m, "command_path", path, str, DEFAULT_COMMAND_PATH, check=_path_problem)
         link.listen = r.get(m, "listen", path, str, "", check=_listen_problem)
+        link.allow = _networks(r, m, "allow", path) or ()
+        link.tls = _tls(r, m, "tls", path)
+        if link.tls is not None and not link.listen:
+            raise r.fail(m, "tls", f"{path}.tls", "needs the link's own listen: a link on the top-level "
+                                                  "listener uses the top-level tls")
+        shared = tls_by_listen.setdefault(link.listen or cfg.listen, (link.tls or cfg.tls, path))
+        if shared[0] != (link.tls or cfg.tls):
+            raise r.fail(m, "tls", f"{path}.tls", f"{link.listen or cfg.listen} is also the listener of "
+                                                  f"{shared[1]}, with another tls: one listener has one certificate")
         where = (link.listen or cfg.listen, link.command_path)
         if where in seen_paths:
             raise r.fail(m, "command_path", f"{path}.command_path",
@@ -242,7 +333,8 @@ def parse(data: Any, source: str = "<config>") -> Config:
 
         pm = r.mapping(m.get("pabx"), f"{path}.pabx", m, "pabx")
         pp = f"{path}.pabx"
-        r.check_keys(pm, pp, {"driver", "url", "timeout", "callback_url", "dialect"})
+        r.check_keys(pm, pp, {"allow", "ca_file", "driver", "url", "timeout", "callback_url", "dialect", "keepalive",
+                              "keepalive_timeout", "grace", "reconnect_max", "quiet_call"})
         px = PabxConfig()
         px.driver = r.get(pm, "driver", pp, str, "digitro",
                           check=lambda v: None if v == "digitro" else f"unknown driver {v!r}; available: digitro")
@@ -250,12 +342,20 @@ def parse(data: Any, source: str = "<config>") -> Config:
         px.timeout = r.get(pm, "timeout", pp, float, 5.0,
                            check=lambda v: None if 0.1 <= v <= 60 else "must be between 0.1 and 60 seconds")
         px.callback_url = r.get(pm, "callback_url", pp, str, "", check=_url_problem, env=True)
+        for name, low, high in (("keepalive", 0.05, 3600), ("keepalive_timeout", 10, 300), ("grace", 0, 3600),
+                                ("reconnect_max", 0.05, 3600), ("quiet_call", 0.05, 86400)):
+            setattr(px, name, r.get(pm, name, pp, float, getattr(px, name),
+                                    check=lambda v, lo=low, hi=high: None if lo <= v <= hi else
+                                    f"must be between {lo:g} and {hi:g} seconds"))
         px.dialect = dict(r.mapping(pm.get("dialect"), f"{pp}.dialect", pm, "dialect"))
         from .pabx.digitro.dialect import Dialect
         try:
             Dialect.with_overrides(px.dialect)
         except (ValueError, TypeError) as e:
             raise r.fail(pm, "dialect", f"{pp}.dialect", str(e)) from None
+        px.allow = _networks(r, pm, "allow", pp)
+        from .access import ca_file_problem
+        px.ca_file = r.get(pm, "ca_file", pp, str, "", check=ca_file_problem)
         link.pabx = px
 
         em = r.mapping(m.get("events"), f"{path}.events", m, "events")
@@ -271,6 +371,7 @@ def parse(data: Any, source: str = "<config>") -> Config:
             setattr(ev, name, r.get(em, name, ep, int, getattr(ev, name),
                                     check=lambda v, lo=low, hi=high: None if lo <= v <= hi else
                                     f"must be between {lo} and {hi}"))
+        ev.ca_file = r.get(em, "ca_file", ep, str, "", check=ca_file_problem)
         link.events = ev
         cfg.links.append(link)
     return cfg

@@ -9,11 +9,12 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from . import __version__
+from . import __version__, access
 from .config import Config, LinkConfig, split_listen
 from .extlog import ExtensionLog, Trace
 from .core.pabx import PabxError, QuerySystemStatus, QueryVersion
-from .link import Link
+from .link import HealthOptions, Link
+from .registry import Registry
 from .pabx.digitro.dialect import Dialect
 from .pabx.digitro.driver import DigitroDriver
 from .protheus.command_service import add_command_routes
@@ -47,6 +48,7 @@ class Gateway:
         self._sim_runner: web.AppRunner | None = None
         # a relative dir is relative to the working directory (scripts/run: the repository)
         self.extlog = ExtensionLog(Path(cfg.logging.dir), enabled=cfg.logging.per_extension)
+        self.registry = Registry(cfg.state_file) if cfg.state_file else None
 
     async def start(self) -> None:
         if self.cfg.simulator.enabled:
@@ -65,24 +67,38 @@ class Gateway:
         drivers: list[tuple[Link, LinkConfig]] = []
         for listen, link_cfgs in by_listener.items():
             app = web.Application(client_max_size=self.cfg.max_body)
+            guard = access.install(app)   # links[].allow, links[].pabx.allow
             for lc in link_cfgs:
                 driver = DigitroDriver(lc.pabx.url, dialect=Dialect.with_overrides(lc.pabx.dialect),
-                                       timeout=lc.pabx.timeout, name=f"link {lc.link_id}")
-                ev = lc.events
+                                       timeout=lc.pabx.timeout, name=f"link {lc.link_id}",
+                                       ssl_context=access.client_context(lc.pabx.ca_file))
+                ev, px = lc.events, lc.pabx
                 link = Link(lc.link_id, lc.name, driver, timeout=lc.pabx.timeout, version=VERSION_TEXT,
-                            eventing=EventingClient(timeout=ev.timeout, wsdl_timeout=ev.wsdl_timeout),
+                            registry=self.registry,
+                            health=HealthOptions(keepalive=px.keepalive, keepalive_timeout=px.keepalive_timeout,
+                                                 grace=px.grace, reconnect_max=px.reconnect_max,
+                                                 quiet_call=px.quiet_call),
+                            eventing=EventingClient(timeout=ev.timeout, wsdl_timeout=ev.wsdl_timeout,
+                                                    ssl_context=access.client_context(ev.ca_file)),
                             delivery=DeliveryOptions(ttl=ev.ttl, queue_size=ev.queue_size,
                                                      retry_initial=ev.retry_initial, retry_max=ev.retry_max,
                                                      release_after_99=ev.release_after_99))
                 link.set_trace(Trace(self.extlog, lc.link_id))
-                add_command_routes(app, lc.command_path, link.handle, name=f"link{lc.link_id}")
-                driver.add_event_route(app, lc.events_path)
+                add_command_routes(app, lc.command_path, link.handle, name=f"link{lc.link_id}",
+                                   body_timeout=self.cfg.client_timeout)
+                driver.add_event_route(app, lc.events_path, body_timeout=self.cfg.client_timeout)
+                await access.protect_link(guard, self.cfg, lc)
                 self.links.append(link)
                 drivers.append((link, lc))
-            runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+            # keepalive_timeout: aiohttp arms it at connect and after each answer, and closes the connection
+            # if no complete request head has arrived by then; so it bounds both idle keep-alive and
+            # clients that stall inside the headers. The body is bounded in the handlers (HTTP 408).
+            runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
+                                   keepalive_timeout=self.cfg.client_timeout)
             await runner.setup()
             host, port = split_listen(listen)
-            site = web.TCPSite(runner, host, port, reuse_address=True)
+            site = web.TCPSite(runner, host, port, reuse_address=True,
+                               ssl_context=access.server_context(access.tls_of(self.cfg, link_cfgs[0])))
             await site.start()
             bound = runner.addresses[0][1] if runner.addresses else port
             self.ports[listen] = bound
@@ -90,16 +106,19 @@ class Gateway:
             shown = "<this host>" if host in ("0.0.0.0", "::", "") else host
             for lc in link_cfgs:
                 log.info("link %d (%s): serving SmartCTIWSCommand; in Protheus set K4_LINKID = %d and "
-                         "K4_CMD_URL = http://%s:%d%s", lc.link_id, lc.name, lc.link_id, shown, bound, lc.command_path)
+                         "K4_CMD_URL = %s://%s:%d%s", lc.link_id, lc.name, lc.link_id, access.scheme(self.cfg, lc), shown,
+                         bound, lc.command_path)
 
         for link, lc in drivers:
             listen = lc.listen or self.cfg.listen
             host, _ = split_listen(listen)
             if host in ("0.0.0.0", "::", ""):
                 host = local_address_towards(lc.pabx.url)
-            link.driver.callback_url = lc.pabx.callback_url or f"http://{host}:{self.ports[listen]}{lc.events_path}"
+            link.driver.callback_url = lc.pabx.callback_url or (f"{access.scheme(self.cfg, lc)}://{host}:"
+                                                              f"{self.ports[listen]}{lc.events_path}")
             await link.start()
-            log.info("link %d: PABX %s, events expected at %s", lc.link_id, lc.pabx.url, link.driver.callback_url)
+            log.info("link %d: PABX %s, events expected at %s", lc.link_id, access.redact_url(lc.pabx.url),
+                     access.redact_url(link.driver.callback_url))
 
     async def stop(self) -> None:
         for link in self.links:
@@ -112,6 +131,8 @@ class Gateway:
         if self._sim_runner is not None:
             await self._sim_runner.cleanup()
         self.extlog.close()
+        if self.registry is not None:
+            self.registry.close()
 
     # ------------------------------------------------------ operator reports
     def _command_url(self, lc: LinkConfig) -> str:
@@ -119,7 +140,8 @@ class Gateway:
         host, _ = split_listen(listen)
         host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.ports[listen]}{lc.command_path}.SmartCTIWSCommandHttpSoap11Endpoint/"
+        return (f"{access.scheme(self.cfg, lc)}://{host}:{self.ports[listen]}{lc.command_path}"
+                ".SmartCTIWSCommandHttpSoap11Endpoint/")
 
     async def versions(self) -> list[str]:
         """Gateway version, and per link the PABX's version and each Protheus eventing URL's reachability."""
@@ -130,9 +152,9 @@ class Gateway:
                     pabx = f"PABX {await link.driver.execute(QueryVersion())}"
             except (PabxError, TimeoutError) as e:
                 pabx = f"PABX unreachable ({getattr(e, 'detail', '') or 'no answer'})"
-            lines.append(f"link {link.link_id} ({link.name}): {pabx} at {link.driver.url}")
+            lines.append(f"link {link.link_id} ({link.name}): {pabx} at {access.redact_url(link.driver.url)}")
             for url in link.event_urls():
-                lines.append(f"  Protheus {url}: {await self._wsdl_check(link, url)}")
+                lines.append(f"  Protheus {access.redact_url(url)}: {await self._wsdl_check(link, url)}")
         return lines
 
     async def _wsdl_check(self, link: Link, url: str) -> str:
@@ -152,27 +174,34 @@ class Gateway:
                 name = f"link {lc.link_id}"
                 url = self._command_url(lc)
                 try:
-                    async with http.post(url, data=body, headers={"Content-Type": "text/xml; charset=UTF-8",
-                                                                  "SOAPAction": '"urn:SystemStatus"'}) as r:
+                    async with http.post(url, data=body, ssl=access.self_test_context(access.tls_of(self.cfg, lc)),
+                                         headers={"Content-Type": "text/xml; charset=UTF-8",
+                                                  "SOAPAction": '"urn:SystemStatus"'}) as r:
                         text = await r.text()
                     ok = r.status == 200 and "<ns:return>0</ns:return>" in text
-                    value = text.split("<ns:return>")[1].split("<")[0] if "<ns:return>" in text else f"HTTP {r.status}"
-                    results.append((f"{name}: SOAP SystemStatus at {url}", ok, f"returned {value}"))
+                    value = (text.split("<ns:return>")[1].split("<")[0] if "<ns:return>" in text
+                             else f"HTTP {r.status}{access.fault_note(text)}")
+                    note = ""
+                    if not link.health.up:
+                        note = (f" (PABX link down; SystemStatus turns non-zero after the {link.health.grace:g} s "
+                                f"grace period)")
+                    results.append((f"{name}: SOAP SystemStatus at {url}", ok, f"returned {value}{note}"))
                 except (aiohttp.ClientError, TimeoutError) as e:
                     results.append((f"{name}: SOAP SystemStatus at {url}", False, str(e) or "timeout"))
                 try:
                     async with asyncio.timeout(link.timeout):
                         await link.driver.execute(QuerySystemStatus())
-                    results.append((f"{name}: PABX at {link.driver.url}", True, "answering"))
+                    results.append((f"{name}: PABX at {access.redact_url(link.driver.url)}", True, "answering"))
                 except (PabxError, TimeoutError) as e:
-                    results.append((f"{name}: PABX at {link.driver.url}", False,
+                    results.append((f"{name}: PABX at {access.redact_url(link.driver.url)}", False,
                                     getattr(e, "detail", "") or "no answer"))
                 urls = link.event_urls()
                 if not urls:
                     results.append((f"{name}: Protheus eventing", True, "no device in service yet"))
                 for ev_url in urls:
                     check = await self._wsdl_check(link, ev_url)
-                    results.append((f"{name}: Protheus eventing {ev_url}", check.startswith("WSDL read"), check))
+                    results.append((f"{name}: Protheus eventing {access.redact_url(ev_url)}", check.startswith("WSDL read"),
+                                    check))
         return results
 
     def link(self, link_id: int) -> Link:

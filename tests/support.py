@@ -49,7 +49,11 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "co
 
 
 class RunningGateway:
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, state_file: str | None = None):
+        if "state_file" not in config:
+            import tempfile
+            config = {**config, "state_file": state_file or
+                      tempfile.NamedTemporaryFile(prefix="smartcti-", suffix=".sqlite", delete=False).name}
         self.cfg = parse(config, "<test>")
         self.loop = asyncio.new_event_loop()
         self.gateway = Gateway(self.cfg)
@@ -150,3 +154,72 @@ def simulated_config(sim_port: int | None = None, gw_port: int | None = None, **
         "links": [{"link_id": 1, "pabx": {"url": f"http://127.0.0.1:{sim_port}/RPC2", "timeout": 2}}],
         "simulator": {"enabled": True, "listen": f"127.0.0.1:{sim_port}", "options": options},
     }
+
+
+class Peers:
+    """A simulated NGC and a simulated Protheus on a background loop, for a gateway run elsewhere
+    (another RunningGateway, or a gateway process that a test kills)."""
+
+    def __init__(self, sim_port: int | None = None, **sim_options):
+        from smartcti_gateway.pabx.digitro.simulator import options_from_mapping, start_simulator
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        options = {"answer_after": 0.05, "ring_timeout": 0.3, **sim_options}
+        self.sim_port = sim_port or free_port()
+        self.sim, self.sim_runner = self.run(start_simulator("127.0.0.1", self.sim_port, options_from_mapping(options)))
+        self.protheus, self.protheus_runner = self.run(start_protheus_simulator("127.0.0.1", 0, quiet=True))
+        self.events_url = self.protheus.url
+
+    def run(self, coro, timeout: float = 30):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def events(self, since: int = 0) -> list[dict]:
+        async def read():
+            return self.protheus.events_since(since)
+        return self.run(read())
+
+    def sim_call(self, fn):
+        async def call():
+            return fn(self.sim)
+        return self.run(call())
+
+    def close(self) -> None:
+        try:
+            self.run(self.sim_runner.cleanup())
+            self.run(self.protheus_runner.cleanup())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(5)
+            self.loop.close()
+
+
+class Switchable:
+    """A forwarding HTTP proxy that a test can cut, to lose traffic between the gateway and the NGC."""
+
+    def __init__(self, loop_owner, target: str):
+        self.owner, self.target, self.up, self.forwarded = loop_owner, target, True, 0
+
+    async def start(self):
+        import aiohttp
+        from aiohttp import web
+
+        async def forward(request):
+            if not self.up:
+                # a cut cable: the connection dies without an answer
+                request.transport.close()
+                return web.Response(status=503)
+            body = await request.read()
+            async with aiohttp.ClientSession() as s:
+                async with s.post(self.target, data=body, headers={"Content-Type": "text/xml"}) as r:
+                    self.forwarded += 1
+                    return web.Response(status=r.status, body=await r.read(), content_type="text/xml")
+
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", forward)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        self.port = self.runner.addresses[0][1]
+        self.url = f"http://127.0.0.1:{self.port}/RPC2"
+        return self

@@ -53,8 +53,8 @@ def test_unknown_key_names_line_and_key(tmp_path):
               url: http://127.0.0.1:2551/RPC2
               timeuot: 3
     """)
-    assert msg.endswith("gw.yaml:7: links[0].pabx.timeuot: unknown key; allowed here: callback_url, dialect, "
-                        "driver, timeout, url")
+    assert "gw.yaml:7: links[0].pabx.timeuot: unknown key; allowed here: allow, ca_file, callback_url, dialect, driver, " in msg
+    assert ", timeout, url" in msg
 
 
 def test_wrong_type_names_line_and_key(tmp_path):

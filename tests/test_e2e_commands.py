@@ -271,7 +271,18 @@ def test_one_step_and_immediate_transfer_and_redirect(gw):
 
 
 # ------------------------------------------------------------- PABX down
-def test_pabx_down_fails_fast_and_reports_it(gw):
+def test_pabx_down_fails_fast_and_reports_it():
+    """With no grace period (grace: 0), Protheus is told at once; test_resilience covers the grace."""
+    cfg = simulated_config()
+    cfg["links"][0]["pabx"]["grace"] = 0
+    g = RunningGateway(cfg)
+    try:
+        check_pabx_down(g)
+    finally:
+        g.close()
+
+
+def check_pabx_down(gw):
     logged_on(gw)
     gw.run(gw.gateway._sim_runner.cleanup())   # the NGC goes away
     assert gw.code("SystemStatus") == 22
@@ -285,7 +296,8 @@ def test_pabx_down_fails_fast_and_reports_it(gw):
 
 
 def test_pabx_that_never_answers_is_bounded_by_the_timeout():
-    """A hung NGC costs each SOAP call at most the link's timeout, then 24 (16 for queryAgentState)."""
+    """A hung NGC costs no SOAP call more than the link's timeout: the link is down (it never answered the
+    registration), so commands fail fast; test_multilink shows a hang after start answering 24 at the timeout."""
     stall = asyncio.Event()
 
     async def hang(request):
@@ -296,7 +308,7 @@ def test_pabx_that_never_answers_is_bounded_by_the_timeout():
     loop_holder = {}
 
     cfg = {"listen": "127.0.0.1:0",
-           "links": [{"link_id": 3, "pabx": {"url": f"http://127.0.0.1:{port}/RPC2", "timeout": 0.3}}]}
+           "links": [{"link_id": 3, "pabx": {"url": f"http://127.0.0.1:{port}/RPC2", "timeout": 0.3, "grace": 0}}]}
     g = RunningGateway(cfg)
     try:
         async def start_hung():
@@ -309,9 +321,9 @@ def test_pabx_that_never_answers_is_bounded_by_the_timeout():
         g.run(start_hung())
         import time
         t0 = time.monotonic()
-        assert g.code("SystemStatus") == 24
+        assert g.code("SystemStatus") == 22
         assert g.code("queryAgentState", cDevice="2001") == 16
-        assert g.code("MakeCall", device="2001", telephoneNumber="4832810000") == 24
+        assert g.code("MakeCall", device="2001", telephoneNumber="4832810000") == 22   # fails fast
         elapsed = time.monotonic() - t0
         assert elapsed < 3 * 0.3 + 1.0, elapsed
     finally:

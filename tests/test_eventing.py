@@ -391,9 +391,9 @@ async def test_wsdl_is_loaded_once_per_url_under_concurrency(sim, client, monkey
     calls = []
     real = ev_mod.schema_from_wsdl
 
-    def counting(url, timeout):
+    def counting(url, timeout, ssl_context=None):
         calls.append(url)
-        return real(url, timeout)
+        return real(url, timeout, ssl_context)
 
     monkeypatch.setattr(ev_mod, "schema_from_wsdl", counting)
     other = sim.base_url + "other/SMARTCTIWSEVENTING.apw"
@@ -434,7 +434,7 @@ async def test_unreadable_wsdl_falls_back_to_conventions_and_delivers(sim, clien
 async def test_failing_schema_load_falls_back_and_is_retried_later(sim, monkeypatch):
     loads = []
 
-    def broken(url, timeout):
+    def broken(url, timeout, ssl_context=None):
         loads.append(url)
         raise OSError("connection reset")
 
@@ -469,7 +469,7 @@ async def test_schema_is_loaded_in_a_thread(monkeypatch):
     ticked = threading.Event()
     seen = {}
 
-    def slow(url, timeout):
+    def slow(url, timeout, ssl_context=None):
         seen["thread"] = threading.get_ident()
         # blocks until the event loop has ticked: deadlocks (and times out) if run on the loop
         seen["ticked"] = ticked.wait(2.0)
@@ -537,7 +537,7 @@ async def test_hanging_protheus_times_out_retryable(sim):
 
 async def test_refused_message_is_a_schema_error(sim, client, monkeypatch):
     # a stale schema (wrong namespace): the strict server answers a Client fault
-    def stale(url, timeout):
+    def stale(url, timeout, ssl_context=None):
         return EventingSchema(service_url(url), conventions("http://not-this-host:1/x").operations, "wsdl")
 
     monkeypatch.setattr(ev_mod, "schema_from_wsdl", stale)
@@ -554,7 +554,7 @@ async def test_close_cancels_a_pending_wsdl_load(monkeypatch):
     release = threading.Event()
     loop = asyncio.get_running_loop()
 
-    def blocked(url, timeout):
+    def blocked(url, timeout, ssl_context=None):
         loop.call_soon_threadsafe(started.set)
         release.wait(2.0)
         return conventions(url)

@@ -4,9 +4,7 @@ import threading
 
 from aiohttp import web
 
-from smartcti_gateway.pabx.digitro.simulator import start_simulator
-
-from .support import RunningGateway, free_port, simulated_config, wait_for
+from .support import Peers, RunningGateway, free_port, simulated_config, wait_for
 
 PATH2 = "/link2/services/SmartCTIWSCommand"
 ENDPOINT2 = PATH2 + ".SmartCTIWSCommandHttpSoap11Endpoint/"
@@ -15,7 +13,7 @@ ENDPOINT2 = PATH2 + ".SmartCTIWSCommandHttpSoap11Endpoint/"
 def two_links(sim2_port: int, own_port: int | None = None) -> dict:
     cfg = simulated_config()
     link2 = {"link_id": 7, "name": "second NGC", "command_path": PATH2,
-             "pabx": {"url": f"http://127.0.0.1:{sim2_port}/RPC2", "timeout": 3}}
+             "pabx": {"url": f"http://127.0.0.1:{sim2_port}/RPC2", "timeout": 3, "grace": 0}}
     if own_port:
         link2["listen"] = f"127.0.0.1:{own_port}"
     cfg["links"].append(link2)
@@ -23,9 +21,9 @@ def two_links(sim2_port: int, own_port: int | None = None) -> dict:
 
 
 def test_two_links_keep_their_link_ids_and_survive_each_others_pabx():
-    sim2_port = free_port()
+    second = Peers()                       # the second NGC, up before the gateway starts
+    sim2_port, sim2 = second.sim_port, second.sim
     gw = RunningGateway(two_links(sim2_port))
-    sim2, runner2 = gw.run(start_simulator("127.0.0.1", sim2_port))
     try:
         # both links serve the same device number on different PABXs
         assert gw.code("AgentInService", device="2001", ipaddress=gw.events_url) == 0
@@ -37,13 +35,10 @@ def test_two_links_keep_their_link_ids_and_survive_each_others_pabx():
         assert by_link == {("INSERVICE", "1", None), ("INSERVICE", "7", None),
                            ("LOGGEDON", "1", "1111"), ("LOGGEDON", "7", "2222")}
         assert gw.sim_state()["devices"]["2001"]["agent"] == "1111"
-        assert gw.in_loop(lambda: sim2.state())["devices"]["2001"]["agent"] == "2222"
+        assert second.sim_call(lambda s: s.state())["devices"]["2001"]["agent"] == "2222"
 
-        # the second NGC goes away: link 7 reports it
-        gw.run(runner2.cleanup())
-        assert gw.call("SystemStatus", path=ENDPOINT2) == "22"
-        assert gw.call("queryAgentState", path=ENDPOINT2, cDevice="2001") == "16"
-        # ...then hangs: while a link-7 command waits for it, link 1 keeps answering
+        # the second NGC hangs: while a link-7 command waits for it, link 1 keeps answering
+        second.run(second.sim_runner.cleanup())
         hung = gw.run(hung_server(sim2_port))
         answers = {}
         waiting = threading.Thread(target=lambda: answers.setdefault("7", gw.call("SystemStatus", path=ENDPOINT2)))
@@ -55,7 +50,11 @@ def test_two_links_keep_their_link_ids_and_survive_each_others_pabx():
         assert waiting.is_alive()          # link 1 was served while link 7 was still waiting
         waiting.join(10)
         assert answers["7"] == "24"        # and link 7 gave up after its own timeout
+        # ...then is gone: link 7 is down (no grace on it) and says so; link 1 does not notice
         gw.run(hung.runner.cleanup())
+        assert gw.call("SystemStatus", path=ENDPOINT2) == "22"
+        assert gw.call("queryAgentState", path=ENDPOINT2, cDevice="2001") == "16"
+        assert gw.code("SystemStatus") == 0
         since = got[-1]["seq"]
         _, body = gw.sim("/sim/inbound", {"ani": "4832810000", "dnis": "7001", "group": "701"})
         events = wait_for(lambda: [e for e in gw.events(since) if e["method"] == "RINGING"] or None,
@@ -63,6 +62,7 @@ def test_two_links_keep_their_link_ids_and_survive_each_others_pabx():
         assert events[0]["params"]["ILINKID"] == "1" and events[0]["params"]["CALLID"] == body["call_id"]
     finally:
         gw.close()
+        second.close()
 
 
 async def hung_server(port: int):
@@ -84,9 +84,8 @@ async def hung_server(port: int):
 
 
 def test_a_link_on_its_own_port():
-    sim2_port, own = free_port(), free_port()
-    gw = RunningGateway(two_links(sim2_port, own_port=own))
-    sim2, runner2 = gw.run(start_simulator("127.0.0.1", sim2_port))
+    second, own = Peers(), free_port()
+    gw = RunningGateway(two_links(second.sim_port, own_port=own))
     try:
         status, body, _ = gw.http("POST", ENDPOINT2, b"", port=own)
         assert status == 500   # served there (an empty body is a Fault)...
@@ -94,5 +93,5 @@ def test_a_link_on_its_own_port():
         assert status == 404   # ...and not on the main listener
         assert gw.gateway.ports[f"127.0.0.1:{own}"] == own
     finally:
-        gw.run(runner2.cleanup())
         gw.close()
+        second.close()

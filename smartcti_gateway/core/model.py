@@ -6,7 +6,9 @@ per party, each with a CSTA connection state.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .codes import Result
 from .pabx import (
@@ -33,6 +35,7 @@ class Call:
     category: str = ""
     data: str = ""
     connections: dict[str, CS] = field(default_factory=dict)  # party -> state
+    touched: float = 0.0       # when the switch last said anything about it (Switch.clock)
 
     def update_from(self, ev: CallEvent | CallInfo) -> None:
         """Fill what the switch reported; never erase known values with blanks."""
@@ -71,9 +74,10 @@ ACTIVE_ORDER = (CS.CONNECTED, CS.ALERTING, CS.INITIATED, CS.HELD, CS.QUEUED)
 class Switch:
     """The link's model of the switch. Only devices the PABX accepted get an entry."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.devices: dict[str, Device] = {}
         self.calls: dict[str, Call] = {}
+        self.clock = clock
 
     # ---------------------------------------------------------------- devices
     def device(self, name: str) -> Device | None:
@@ -145,7 +149,14 @@ class Switch:
         call = self.calls.get(call_id)
         if call is None:
             call = self.calls[call_id] = Call(call_id)
+        call.touched = self.clock()
         return call
+
+    def quiet_devices(self, older_than: float) -> list[str]:
+        """Devices with a call the switch has said nothing about for ``older_than`` seconds."""
+        limit = self.clock() - older_than
+        return sorted({p for c in self.calls.values() if c.touched < limit
+                       for p in c.connections if p in self.devices})
 
     def _attach(self, name: str, call_id: str) -> None:
         dev = self.devices.get(name)

@@ -13,7 +13,10 @@ from .model import Call, Device, Switch
 from .pabx import (
     AgentEvent,
     AgentEventType,
+    AgentInfo,
+    AgentState,
     CallEvent,
+    CallInfo,
     CallEventType as E,
     ConnectionState as CS,
     Direction,
@@ -57,6 +60,28 @@ _SIMPLE_CALL_EVENTS = {
     E.RETRIEVED: "RETRIEVE",
     E.CONNECTION_CLEARED: "CONNECTIONCLEARED",
     E.DIVERTED: "CONNECTIONCLEARED",  # the call left this device: close its pop
+}
+
+
+_AGENT_STATE_EVENTS = {
+    AgentState.LOGGED_OFF: AgentEventType.LOGGED_OFF,
+    AgentState.LOGGED_ON: AgentEventType.LOGGED_ON,
+    AgentState.READY: AgentEventType.READY,
+    AgentState.NOT_READY: AgentEventType.NOT_READY,
+    AgentState.WORK_AFTER_CALL: AgentEventType.WORK_AFTER_CALL,
+}
+
+# (state the model had, state the switch reports) -> events that bring the model (and Protheus) there.
+_RESYNC_STEPS: dict[tuple[CS | None, CS], tuple[E, ...]] = {
+    (None, CS.ALERTING): (E.DELIVERED,),
+    (None, CS.CONNECTED): (E.ESTABLISHED,),
+    (None, CS.HELD): (E.ESTABLISHED, E.HELD),
+    (CS.ALERTING, CS.CONNECTED): (E.ESTABLISHED,),
+    (CS.ALERTING, CS.HELD): (E.ESTABLISHED, E.HELD),
+    (CS.INITIATED, CS.CONNECTED): (E.ESTABLISHED,),
+    (CS.INITIATED, CS.HELD): (E.ESTABLISHED, E.HELD),
+    (CS.CONNECTED, CS.HELD): (E.HELD,),
+    (CS.HELD, CS.CONNECTED): (E.RETRIEVED,),
 }
 
 
@@ -127,12 +152,56 @@ class Notifier:
         call = self.switch.calls.get(event.call_id) or before
         return self._call(dev, event, call, held_before, old if had_old else None)
 
+    # ------------------------------------------------------------ resync
+    def resync(self, name: str, agent: AgentInfo | None, calls: list[CallInfo] | None) -> list[Notification]:
+        """What Protheus must hear so that it is right again, from a fresh look at the switch.
+
+        After a reconnect (or for a quiet call) the switch's view replaces the
+        model's: a call that ended meanwhile gets its CONNECTIONCLEARED, one that
+        appeared gets RINGING / ANSWERED / HELD, an agent whose state changed on the
+        phone gets LOGGEDON / READY / NOTREADY / LOGGEDOFF.
+        """
+        dev = self.switch.devices.get(name)
+        if dev is None:
+            return []
+        notes: list[Notification] = []
+        if agent is not None:
+            notes += self._resync_agent(dev, agent)
+        if calls is not None:
+            notes += self._resync_calls(dev, calls)
+        return notes
+
+    def _resync_agent(self, dev: Device, info: AgentInfo) -> list[Notification]:
+        known = dev.agent.state if dev.agent is not None else AgentState.LOGGED_OFF
+        if info.state is AgentState.BUSY or info.state is known:
+            return []   # busy is the calls' business, not an agent change
+        kind = _AGENT_STATE_EVENTS[info.state]
+        return self.on_pabx_event(AgentEvent(kind, dev.name, info.agent_id, info.groups))
+
+    def _resync_calls(self, dev: Device, calls: list[CallInfo]) -> list[Notification]:
+        notes: list[Notification] = []
+        seen = {c.call_id: c for c in calls}
+        for call in self.switch.calls_of(dev.name):
+            if call.call_id not in seen:      # ended while we were not looking
+                notes += self.on_pabx_event(CallEvent(E.CONNECTION_CLEARED, dev.name, call.call_id))
+        for info in calls:
+            known = self.switch.calls.get(info.call_id)
+            before = known.connections.get(dev.name) if known is not None and info.call_id in dev.calls else None
+            if known is not None:
+                known.touched = self.switch.clock()
+            for t in _RESYNC_STEPS.get((before, info.state), ()):
+                ev = CallEvent(t, dev.name, info.call_id, calling=info.calling, called=info.called,
+                               group=info.group, data=info.data, direction=info.direction,
+                               trunks=info.trunks, category=info.category)
+                notes += self.on_pabx_event(ev)
+        return notes
+
     # ------------------------------------------------------------------
     def _notify(self, dev: Device, name: str, *values: str | int) -> list[Notification]:
         if not dev.event_urls or dev.in_service == 0:
             return []
         cleaned = tuple(clean(v) if isinstance(v, str) else v for v in values)
-        return [Notification(name, dev.name, dev.wire_name, cleaned, tuple(dev.event_urls))]
+        return [Notification(name, dev.name, clean(dev.wire_name), cleaned, tuple(dev.event_urls))]
 
     def _agent(self, dev: Device, ev: AgentEvent) -> list[Notification]:
         agent_id = ev.agent_id or (dev.agent.agent_id if dev.agent else "")

@@ -24,6 +24,7 @@ class PabxError(Exception):
         super().__init__(detail or Result(code).name)
         self.code = Result(code)
         self.detail = detail
+        self.result = ""   # the switch's own name for the refusal, when it gave one
 
 
 class PabxUnavailable(PabxError):

@@ -24,7 +24,7 @@ from aiohttp import hdrs, web
 
 from smartcti_gateway.core.operations import SECRET_PARAMS
 
-from .soap import SERVER, SoapFault, fault, parse_request, response, wsdl
+from .soap import CLIENT, SERVER, SoapFault, fault, parse_request, response, wsdl
 
 __all__ = ["CommandHandler", "DEFAULT_PATH", "ENDPOINT_SUFFIXES", "add_command_routes"]
 
@@ -56,15 +56,29 @@ def _asked_url(request: web.Request) -> str:
 
 
 class _CommandService:
-    __slots__ = ("_handler", "_name")
+    __slots__ = ("_body_timeout", "_handler", "_name")
 
-    def __init__(self, handler: CommandHandler, name: str) -> None:
+    def __init__(self, handler: CommandHandler, name: str, body_timeout: float | None = None) -> None:
         self._handler = handler
         self._name = name
+        self._body_timeout = body_timeout
 
     async def post(self, request: web.Request) -> web.Response:
         # read() honours the application's client_max_size (413 beyond it).
-        body = await request.read()
+        try:
+            async with asyncio.timeout(self._body_timeout):
+                body = await request.read()
+        except TimeoutError:
+            log.warning("%sSOAP request from %s: body not received within %g s", self._prefix(),
+                        request.remote, self._body_timeout)
+            resp = web.Response(status=408, headers=_XML_HEADERS, body=fault(
+                CLIENT, f"Request body not received within {self._body_timeout:g} s"))
+            resp.force_close()
+            await resp.prepare(request)
+            await resp.write_eof()
+            if request.transport is not None:   # sent; nothing to wait for from a stalled client
+                request.transport.close()
+            return resp
         try:
             req = parse_request(body, request.headers.get(hdrs.CONTENT_TYPE))
         except SoapFault as exc:
@@ -112,6 +126,7 @@ def add_command_routes(
     handler: CommandHandler,
     *,
     name: str = "",
+    body_timeout: float | None = None,
 ) -> None:
     """Serve SmartCTIWSCommand on ``path`` and its aliases (see module doc).
 
@@ -122,14 +137,15 @@ def add_command_routes(
     arguments); a SoapFault raised by the handler is sent as it is. ``name``
     only labels log lines (e.g. the link name when several links share one
     application). Request bodies are limited by the application's
-    ``client_max_size`` (HTTP 413 beyond it).
+    ``client_max_size`` (HTTP 413 beyond it); a body that has not fully arrived
+    ``body_timeout`` seconds after the handler starts reading it gets HTTP 408.
     """
     if not path.startswith("/"):
         raise ValueError(f"command path must start with '/': {path!r}")
     path = path.rstrip("/")
     if not path:
         raise ValueError("command path must not be '/'")
-    service = _CommandService(handler, name)
+    service = _CommandService(handler, name, body_timeout)
     for suffix in ENDPOINT_SUFFIXES:
         app.router.add_post(path + suffix, service.post)
         app.router.add_get(path + suffix, service.get)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
@@ -73,13 +74,18 @@ def conventions(url: str) -> EventingSchema:
     return EventingSchema(service_url(url), ops, "conventions")
 
 
-def schema_from_wsdl(url: str, timeout: float) -> EventingSchema:
+def schema_from_wsdl(url: str, timeout: float, ssl_context: ssl.SSLContext | None = None) -> EventingSchema:
     """Read ``url?WSDL`` with zeep (blocking: run it in a thread). Raises on any failure."""
     import zeep
     from zeep.transports import Transport
 
     post_url = service_url(url)
-    client = zeep.Client(post_url + "?WSDL", transport=Transport(timeout=timeout, operation_timeout=timeout))
+    session = None
+    if ssl_context is not None:   # https verified with events.ca_file too
+        from ..access import requests_session
+        session = requests_session(ssl_context)
+    client = zeep.Client(post_url + "?WSDL", transport=Transport(timeout=timeout, operation_timeout=timeout,
+                                                                 session=session))
     wanted = set(EVENT_PARAMS)
     for service in client.wsdl.services.values():
         for port in service.ports.values():
@@ -150,11 +156,12 @@ class EventingClient:
     """Sends notifications to the eventing URLs of one link; one schema per URL, cached."""
 
     def __init__(self, *, timeout: float = 10.0, wsdl_timeout: float = 10.0, wsdl_retry: float = 300.0,
-                 max_connections: int = 64):
+                 max_connections: int = 64, ssl_context: ssl.SSLContext | None = None):
         self.timeout = timeout
         self.wsdl_timeout = wsdl_timeout
         self.wsdl_retry = wsdl_retry
         self.max_connections = max_connections
+        self.ssl_context = ssl_context   # https: system CAs + events.ca_file; None = system CAs (always verified)
         self._schemas: dict[str, EventingSchema] = {}
         self._loading: dict[str, asyncio.Task] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -162,7 +169,8 @@ class EventingClient:
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout),
-            connector=aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=self.max_connections // 2 or 1),
+            connector=aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=self.max_connections // 2 or 1,
+                                           ssl=self.ssl_context or True),
         )
 
     async def close(self) -> None:
@@ -185,7 +193,7 @@ class EventingClient:
 
     async def _load(self, url: str) -> EventingSchema:
         try:
-            schema = await asyncio.to_thread(schema_from_wsdl, url, self.wsdl_timeout)
+            schema = await asyncio.to_thread(schema_from_wsdl, url, self.wsdl_timeout, self.ssl_context)
             log.info("eventing %s: WSDL read, namespace %s", url, schema.operations["RINGING"].namespace)
         except Exception as e:  # noqa: BLE001 - any WSDL problem means: use the conventions
             schema = conventions(url)
@@ -209,6 +217,9 @@ class EventingClient:
                 status = resp.status
         except asyncio.TimeoutError:
             raise DeliveryError(f"no answer within {self.timeout:g} s", retry=True) from None
+        except aiohttp.ClientConnectorCertificateError as e:
+            raise DeliveryError(f"the certificate of {schema.url} is not trusted ({e.certificate_error}); "
+                                f"put its CA in the link's events.ca_file"[:300], retry=True) from None
         except aiohttp.ClientError as e:
             raise DeliveryError(f"cannot reach {schema.url}: {e}"[:300], retry=True) from None
         return parse_result(answer, status)

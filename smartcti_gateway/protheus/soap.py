@@ -124,7 +124,7 @@ def _codec(label: str) -> str | None:
     """Python codec name for an encoding label, or None if not supported."""
     try:
         name = codecs.lookup(label).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the label
         return None
     return name if name in _SUPPORTED_ENCODINGS else None
 
@@ -164,13 +164,18 @@ def _local(tag: str) -> str:
     return tag.rpartition("}")[2] if tag[:1] == "{" else tag
 
 
-def _value(elem: etree._Element) -> str:
+# The device is echoed to Protheus exactly as it came (its events are routed by that
+# string, padding included); the core trims it for its own use. Other values are trimmed here.
+UNTRIMMED = frozenset({"device", "cDevice"})
+
+
+def _value(elem: etree._Element, name: str) -> str:
     text = elem.text if len(elem) == 0 else "".join(elem.itertext())
     if not text:
         return ""
     if elem.get(_XSI_NIL) in ("true", "1"):
         return ""
-    return text.strip()
+    return text if name in UNTRIMMED else text.strip()
 
 
 def parse_request(body: bytes, content_type: str | None = None) -> SoapRequest:
@@ -266,13 +271,13 @@ def parse_request(body: bytes, content_type: str | None = None) -> SoapRequest:
                 if local in exact:
                     continue
                 exact.add(local)
-                args[local] = _value(child)
+                args[local] = _value(child, local)
             else:
                 key = by_lower.get(local.lower())
                 if key is None or key in exact or key in loose:
                     continue
                 loose.add(key)
-                args[key] = _value(child)
+                args[key] = _value(child, key)
     return SoapRequest(name, args)
 
 

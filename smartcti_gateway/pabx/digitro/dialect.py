@@ -95,6 +95,8 @@ FIELDS: dict[str, str] = {
 }
 
 OK = "OK"
+# RESULTADO of cti.status with an ID_CANAL the NGC no longer knows (it restarted): register again.
+CHANNEL_UNKNOWN = "CANAL_INVALIDO"
 
 # RESULTADO / CAUSA value -> SmartCTI result code (smartcti.md §2).
 # Keys are compared as text, so numeric codes from a real NGC fit as well.
@@ -120,6 +122,7 @@ RESULTS: dict[str, int] = {
     "ESTACIONAMENTO_CHEIO": Result.PARK_AREA_FULL,
     "FACILIDADE_INDISPONIVEL": Result.NOT_SUPPORTED_FEATURE,
     "FORA_DE_SERVICO": Result.OUT_OF_SERVICE,
+    CHANNEL_UNKNOWN: Result.OUT_OF_SERVICE,
     "ERRO_INTERNO": Result.INTERNAL_ERROR,
 }
 

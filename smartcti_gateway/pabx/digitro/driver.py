@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+import ssl
 import xmlrpc.client
 from typing import Any, Callable
+from xml.parsers import expat
 
 import aiohttp
 from aiohttp import web
 
+from ...access import redact_url
 from ...core.codes import Result
 from ...core import pabx as p
 from ...extlog import NO_TRACE, Trace, masked_struct
 from ...xmlsafe import has_dtd
-from .dialect import OK, Dialect
+from .dialect import CHANNEL_UNKNOWN, OK, Dialect
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +42,62 @@ def _dumps_fault(code: int, message: str) -> bytes:
     return xmlrpc.client.dumps(xmlrpc.client.Fault(code, message), methodresponse=True).encode("utf-8")
 
 
+_DECLARED_ENCODING = re.compile(rb"<\?xml\s[^?>]*?encoding\s*=\s*[\"']([^\"']{1,40})[\"']")
+_MAX_DEPTH = 16     # arrays and structs inside an XML-RPC value; the NGC's are flat
+
+
+def _refuse_dtd(*_: Any) -> None:
+    raise ValueError("DTDs and entities are not accepted")
+
+
+def _loads(body: bytes) -> tuple[tuple[Any, ...], str | None]:
+    """``xmlrpc.client.loads`` refusing, in any encoding, what XML-RPC never carries: a DTD.
+
+    ``has_dtd`` finds one in ASCII-compatible bytes before parsing; expat's doctype
+    handler finds it in the others (UTF-16) at its first token, before any entity is
+    declared or expanded. A body that declares no other encoding must be UTF-8.
+    """
+    if has_dtd(body):
+        raise ValueError("DTDs and entities are not accepted")
+    if body[:2] not in (b"\xff\xfe", b"\xfe\xff"):
+        m = _DECLARED_ENCODING.match(body)
+        if m is None or m.group(1).lower() in (b"utf-8", b"utf8"):
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"the body is not valid UTF-8 (byte offset {e.start})") from None
+    unmarshaller = xmlrpc.client.Unmarshaller()
+    parser = expat.ParserCreate(None, None)
+    parser.StartElementHandler = unmarshaller.start
+    parser.EndElementHandler = unmarshaller.end
+    parser.CharacterDataHandler = unmarshaller.data
+    parser.StartDoctypeDeclHandler = parser.EntityDeclHandler = _refuse_dtd
+    unmarshaller.xml(None, None)
+    parser.Parse(body, True)
+    return unmarshaller.close(), unmarshaller.getmethodname()
+
+
+def _too_deep(value: Any) -> bool:
+    """More than _MAX_DEPTH nested arrays/structs (str() and repr() of it would recurse too far)."""
+    level = [value]
+    for _ in range(_MAX_DEPTH):
+        level = [v for x in level for v in (x.values() if isinstance(x, dict) else x)
+                 if isinstance(v, (dict, list))]
+        if not level:
+            return False
+    return True
+
+
 class DigitroDriver:
     """One NGC for one link."""
 
     def __init__(self, url: str, *, dialect: Dialect | None = None, timeout: float = 5.0,
-                 callback_url: str = "", name: str = "digitro"):
+                 callback_url: str = "", name: str = "digitro", ssl_context: ssl.SSLContext | None = None):
         self.url = url
         self.d = dialect or Dialect()
         self.timeout = timeout
         self.callback_url = callback_url
+        self.ssl_context = ssl_context   # for an https url: system CAs + pabx.ca_file; None = system CAs
         self.name = name
         self.channel = ""
         self._session: aiohttp.ClientSession | None = None
@@ -56,20 +107,21 @@ class DigitroDriver:
         self.events_received = 0
         self.events_rejected = 0
         self.trace: Trace = NO_TRACE   # per-extension log; passwords are masked before it is called
+        self.body_timeout: float | None = None   # s for the NGC to send an event's body (HTTP 408 after)
 
     # ------------------------------------------------------------ lifecycle
     async def start(self, on_event: EventSink) -> None:
         self._on_event = on_event
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout),
-            connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=30),
+            connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=30, ssl=self.ssl_context or True),
         )
         try:
             await self._ensure_registered()
         except p.PabxError as e:
             log.warning("%s: could not register the event callback at %s (%s); "
                         "will retry on the next command. Check that the NGC is reachable.",
-                        self.name, self.url, e.detail or e.code.name)
+                        self.name, redact_url(self.url), e.detail or e.code.name)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -89,7 +141,37 @@ class DigitroDriver:
                 return
             reply = await self._call("register_listener", {"callback_url": self.callback_url})
             self.channel = str(reply.get(self.d.fields["channel"], ""))
-            log.info("%s: events registered at %s (channel %s)", self.name, self.callback_url, self.channel)
+            log.info("%s: events registered at %s (channel %s)", self.name, redact_url(self.callback_url),
+                     self.channel)
+
+    # ------------------------------------------------------------ link health
+    async def keepalive(self) -> bool:
+        """Is the NGC there and does it still know our listener? False: register again (it restarted)."""
+        try:
+            await self._call("status", {"channel": self.channel} if self.channel else {})
+        except p.PabxUnavailable:
+            raise
+        except p.PabxError as e:
+            if getattr(e, "result", "") == CHANNEL_UNKNOWN:
+                return False
+            raise
+        return bool(self.channel) or not self.callback_url
+
+    async def reconnect(self, devices: list[str]) -> list[str]:
+        """Register the listener again and monitor ``devices``; returns those the NGC refused."""
+        self.channel = ""
+        await self._ensure_registered()
+        refused = []
+        for device in devices:
+            try:
+                await self._call("monitor_start", {"channel": self.channel, "device": device})
+                self.monitored.add(device)
+            except p.PabxUnavailable:
+                raise
+            except p.PabxError as e:
+                refused.append(device)
+                log.warning("%s: the NGC refused to monitor %s again (%s)", self.name, device, e.detail)
+        return refused
 
     # ------------------------------------------------------------- requests
     async def execute(self, req: p.Request) -> Any:
@@ -126,16 +208,14 @@ class DigitroDriver:
             async with self._session.post(self.url, data=body, headers={"Content-Type": "text/xml"}) as resp:
                 text = await resp.read()
                 if resp.status != 200:
-                    raise p.PabxUnavailable(Result.OUT_OF_SERVICE, f"{wire_method}: HTTP {resp.status} from {self.url}")
+                    raise p.PabxUnavailable(Result.OUT_OF_SERVICE, f"{wire_method}: HTTP {resp.status} from {redact_url(self.url)}")
         except asyncio.TimeoutError:
             raise p.PabxUnavailable(Result.INTERNAL_ERROR,
-                                    f"{wire_method}: no answer from {self.url} within {self.timeout:g} s") from None
+                                    f"{wire_method}: no answer from {redact_url(self.url)} within {self.timeout:g} s") from None
         except aiohttp.ClientError as e:
-            raise p.PabxUnavailable(Result.OUT_OF_SERVICE, f"{wire_method}: {self.url} unreachable ({e})") from None
+            raise p.PabxUnavailable(Result.OUT_OF_SERVICE, f"{wire_method}: {redact_url(self.url)} unreachable ({e})") from None
         try:
-            if has_dtd(text):
-                raise ValueError("DTD in answer")
-            (reply,), _ = xmlrpc.client.loads(text)
+            (reply,), _ = _loads(text)
         except xmlrpc.client.Fault as fault:
             raise self._refusal(wire_method, str(fault.faultCode), fault.faultString) from None
         except Exception as e:  # noqa: BLE001 - anything unreadable is the PABX's fault
@@ -153,21 +233,36 @@ class DigitroDriver:
             log.warning("%s: %s answered the unknown result %r (%s); add it to dialect.results "
                         "in the config to map it to a SmartCTI code", self.name, method, result, message)
             code = Result.INTERNAL_ERROR
-        return p.PabxError(code, f"{method}: {result} {message}".strip())
+        error = p.PabxError(code, f"{method}: {result} {message}".strip())
+        error.result = result
+        return error
 
     def _groups(self, groups: tuple[str, ...]) -> str:
         return ",".join(groups)
 
     # --------------------------------------------------------------- events
-    def add_event_route(self, app: web.Application, path: str) -> None:
+    def add_event_route(self, app: web.Application, path: str, *, body_timeout: float | None = None) -> None:
+        self.body_timeout = body_timeout
         app.router.add_post(path, self.handle_event_request)
 
     async def handle_event_request(self, request: web.Request) -> web.Response:
-        body = await request.read()
         try:
-            if has_dtd(body):
-                raise ValueError("DTDs and entities are not accepted")
-            params, method = xmlrpc.client.loads(body)
+            async with asyncio.timeout(self.body_timeout):
+                body = await request.read()   # the app's client_max_size: 413 beyond it
+        except TimeoutError:
+            self.events_rejected += 1
+            log.warning("%s: event from %s: body not received within %g s", self.name, request.remote,
+                        self.body_timeout)
+            resp = web.Response(status=408, content_type="text/xml", body=_dumps_fault(
+                4, f"request body not received within {self.body_timeout:g} s"))
+            resp.force_close()
+            await resp.prepare(request)
+            await resp.write_eof()
+            if request.transport is not None:   # sent; nothing to wait for from a stalled client
+                request.transport.close()
+            return resp
+        try:
+            params, method = _loads(body)
         except Exception as e:  # noqa: BLE001 - a bad event must never hurt the daemon
             self.events_rejected += 1
             log.warning("%s: unreadable event from %s: %s", self.name, request.remote, e)
@@ -179,12 +274,21 @@ class DigitroDriver:
         if len(params) != 1 or not isinstance(params[0], dict):
             self.events_rejected += 1
             return web.Response(body=_dumps_fault(2, "the event must be one struct"), content_type="text/xml")
+        if _too_deep(params[0]):
+            self.events_rejected += 1
+            return web.Response(body=_dumps_fault(2, f"the event nests more than {_MAX_DEPTH} arrays or structs"),
+                                content_type="text/xml")
         try:
             event = self.parse_event(params[0])
         except ValueError as e:
             self.events_rejected += 1
             log.warning("%s: event refused: %s", self.name, e)
             return web.Response(body=_dumps_fault(3, str(e)), content_type="text/xml")
+        except Exception as e:  # noqa: BLE001 - a bug here costs the NGC one fault, not the endpoint
+            self.events_rejected += 1
+            log.exception("%s: event not understood", self.name)
+            return web.Response(body=_dumps_fault(3, f"event not understood ({type(e).__name__})"),
+                                content_type="text/xml")
         self.events_received += 1
         if self.trace.on:
             self.trace(str(params[0].get(self.d.fields["device"], "")), f"PABX event {masked_struct(params[0])}")

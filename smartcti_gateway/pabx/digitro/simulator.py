@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, Protocol
 
 from ...core.pabx import AgentState, ConnectionState, Direction
-from .dialect import Dialect
+from .dialect import CHANNEL_UNKNOWN, Dialect
 
 try:
     from ... import __version__ as _PACKAGE_VERSION
@@ -936,6 +936,10 @@ class Simulator:
         return {F["calls"]: out}
 
     def _m_status(self, a):
+        if self._arg(a, "channel"):   # a keep-alive: is this listener still registered?
+            ch = self._arg(a, "channel")
+            if not (ch.isdigit() and int(ch) in self.channels):
+                raise Refusal(CHANNEL_UNKNOWN, f"no listener channel {ch!r}; register again")
         return {self.F["status"]: "ATIVO"}
 
     def _m_version(self, a):

@@ -1,0 +1,274 @@
+"""PABX failures survived and state rebuilt: fail fast, grace period, reconnect and resync, quiet calls,
+restarts and kill -9 of the gateway."""
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from smartcti_gateway.pabx.digitro.simulator import options_from_mapping, start_simulator
+
+from .support import Peers, RunningGateway, Switchable, free_port, protheus_envelope, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+ANI = "4832810000"
+
+
+def fast_health(**extra) -> dict:
+    return {"keepalive": 0.1, "grace": 0.6, "reconnect_max": 0.2, "quiet_call": 60, **extra}
+
+
+def gateway_for(peers: Peers, pabx_url: str | None = None, callback_url: str | None = None, gw_port: int = 0,
+                **pabx) -> dict:
+    px = {"url": pabx_url or f"http://127.0.0.1:{peers.sim_port}/RPC2", "timeout": 1, **fast_health(), **pabx}
+    if callback_url:
+        px["callback_url"] = callback_url
+    return {"listen": f"127.0.0.1:{gw_port}", "links": [{"link_id": 1, "pabx": px}]}
+
+
+def names_for(peers: Peers, device: str, since: int = 0) -> list[str]:
+    return [e["method"] for e in peers.events(since) if e["params"].get("CDEVICE") == device]
+
+
+def last_seq(peers: Peers) -> int:
+    ev = peers.events()
+    return ev[-1]["seq"] if ev else 0
+
+
+def agent_ready_with_a_call(gw: RunningGateway, peers: Peers, device: str = "2001") -> str:
+    assert gw.code("AgentInService", device=device, ipaddress=peers.events_url) == 0
+    assert gw.code("Logon", device=device, agentID="1234", groupID="701") == 0
+    assert gw.code("Ready", device=device, agentID="", groupID="") == 0
+    call_id = peers.sim_call(lambda s: s.inbound(ANI, "7001", group="701"))
+    wait_for(lambda: gw.conn_state(device).get(call_id) == "alerting", what="ringing")
+    assert gw.code("Answer", device=device) == 0
+    wait_for(lambda: names_for(peers, device)[-1:] == ["ANSWERED"], what="answered in Protheus")
+    return call_id
+
+
+def test_down_link_fails_fast_tells_protheus_after_grace_then_reconnects_and_resyncs():
+    peers = Peers()
+    gw = RunningGateway(gateway_for(peers))
+    try:
+        link = gw.link()
+        agent_ready_with_a_call(gw, peers)
+        peers.run(peers.sim_runner.cleanup())                  # the NGC dies
+        wait_for(lambda: not gw.in_loop(lambda: link.health.up), what="link declared down by the keep-alive")
+
+        requests = []
+        original = link.driver.execute
+
+        async def counting(req):
+            requests.append(req)
+            return await original(req)
+        gw.in_loop(lambda: setattr(link.driver, "execute", counting))
+        # within the grace period: commands fail fast, the listener is not closed
+        assert gw.code("MakeCall", device="2001", telephoneNumber="4833334444") == 22
+        assert gw.code("Hold", device="2001") == 22
+        assert requests == []                              # nobody waited for a dead PABX
+        if not gw.in_loop(lambda: link.health.reported_down):
+            assert gw.code("SystemStatus") == 0
+            assert gw.code("queryAgentState", cDevice="2001") == 28   # what we knew
+        wait_for(lambda: gw.in_loop(lambda: link.health.reported_down), what="grace period over")
+        assert gw.code("SystemStatus") == 22
+        assert gw.code("queryAgentState", cDevice="2001") == 16
+
+        # the NGC comes back, restarted: no agent, no call
+        since = last_seq(peers)
+        peers.sim, peers.sim_runner = peers.run(start_simulator("127.0.0.1", peers.sim_port,
+                                                                options_from_mapping({"answer_after": 0.05})))
+        wait_for(lambda: gw.in_loop(lambda: link.health.up), timeout=10, what="reconnected")
+        assert gw.code("SystemStatus") == 0
+        wait_for(lambda: sorted(names_for(peers, "2001", since)) == ["CONNECTIONCLEARED", "LOGGEDOFF"],
+                 what="Protheus told what changed")
+        assert gw.in_loop(lambda: (link.resyncs, link.health.reconnects))[1] >= 1
+        assert gw.conn_state("2001") == {}
+        # and the restarted NGC monitors the device again: new calls pop
+        assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+        assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
+        peers.sim_call(lambda s: s.inbound(ANI, "7001", group="701"))
+        wait_for(lambda: "RINGING" in names_for(peers, "2001", since), what="new call pops")
+    finally:
+        gw.close()
+        peers.close()
+
+
+def test_a_quick_pabx_restart_between_keepalives_is_noticed():
+    """The NGC restarts so fast that no keep-alive fails: it no longer knows our listener, so we register again."""
+    peers = Peers()
+    gw = RunningGateway(gateway_for(peers, keepalive=0.3))
+    try:
+        assert gw.code("AgentInService", device="2001", ipaddress=peers.events_url) == 0
+
+        async def restart():
+            await peers.sim_runner.cleanup()
+            return await start_simulator("127.0.0.1", peers.sim_port, options_from_mapping({}))
+        peers.sim, peers.sim_runner = peers.run(restart())
+        wait_for(lambda: peers.sim_call(lambda s: s.state()["channels"]), what="listener registered again")
+        since = last_seq(peers)
+        assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+        wait_for(lambda: names_for(peers, "2001", since) == ["LOGGEDON"], what="events flow again")
+    finally:
+        gw.close()
+        peers.close()
+
+
+def test_events_lost_in_a_network_cut_are_recovered_by_the_resync():
+    peers = Peers()
+    gw_port = free_port()
+    requests = peers.run(Switchable(peers, f"http://127.0.0.1:{peers.sim_port}/RPC2").start())
+    callbacks = peers.run(Switchable(peers, f"http://127.0.0.1:{gw_port}/pabx/digitro/1/RPC2").start())
+    gw = RunningGateway(gateway_for(peers, requests.url, callbacks.url, gw_port))
+    try:
+        link = gw.link()
+        call_id = agent_ready_with_a_call(gw, peers)
+        since = last_seq(peers)
+        requests.up = callbacks.up = False                     # the cable is cut
+        peers.sim_call(lambda s: s.handle(s.dialect.methods["agent_not_ready"], ({"DISPOSITIVO": "2001"},)))
+        peers.sim_call(lambda s: s.hangup(device="2001"))      # the customer hangs up: that event is lost
+        wait_for(lambda: not gw.in_loop(lambda: link.health.up), what="link down")
+        wait_for(lambda: dropped_by_ngc(peers) >= 2, what="the NGC gave up sending both events")
+        requests.up = callbacks.up = True                      # repaired
+        wait_for(lambda: gw.in_loop(lambda: link.health.up), timeout=10, what="reconnected")
+        got = wait_for(lambda: (lambda n: n if len(n) >= 2 else None)(names_for(peers, "2001", since)),
+                       what="catch-up events")
+        assert sorted(got) == ["CONNECTIONCLEARED", "NOTREADY"]
+        cleared = [e for e in peers.events(since) if e["method"] == "CONNECTIONCLEARED"][0]
+        assert cleared["params"]["CALLID"] == call_id and cleared["params"]["ANI"] == ANI
+        assert gw.code("queryAgentState", cDevice="2001") == 30
+    finally:
+        gw.close()
+        peers.close()
+
+
+def test_a_call_whose_end_was_never_reported_is_closed():
+    peers = Peers()
+    gw_port = free_port()
+    callbacks = peers.run(Switchable(peers, f"http://127.0.0.1:{gw_port}/pabx/digitro/1/RPC2").start())
+    gw = RunningGateway(gateway_for(peers, callback_url=callbacks.url, gw_port=gw_port, quiet_call=0.5))
+    try:
+        link = gw.link()
+        agent_ready_with_a_call(gw, peers, "2001")
+        # 2002 has a call that goes on, without news, for longer than quiet_call
+        assert gw.code("AgentInService", device="2002", ipaddress=peers.events_url) == 0
+        other = peers.sim_call(lambda s: s.inbound("4830001111", "2002", device="2002"))
+        wait_for(lambda: gw.conn_state("2002").get(other) == "alerting", what="2002 ringing")
+        assert gw.code("Answer", device="2002") == 0
+        wait_for(lambda: gw.conn_state("2002").get(other) == "connected", what="2002 talking")
+        wait_for(lambda: names_for(peers, "2002")[-1:] == ["ANSWERED"], what="2002's ANSWERED delivered")
+        since = last_seq(peers)
+        callbacks.up = False                                   # the hang-up report is lost
+        peers.sim_call(lambda s: s.hangup(device="2001"))
+        wait_for(lambda: dropped_by_ngc(peers) >= 1, what="the NGC gave up sending it")
+        callbacks.up = True
+        wait_for(lambda: names_for(peers, "2001", since) == ["CONNECTIONCLEARED"], timeout=10,
+                 what="the quiet call closed")
+        assert gw.conn_state("2001") == {}
+        assert gw.conn_state("2002") == {other: "connected"}      # still there: checked and kept
+        assert names_for(peers, "2002", since) == []
+        assert gw.in_loop(lambda: link.quiet_calls_closed) == 1
+    finally:
+        gw.close()
+        peers.close()
+
+
+def dropped_by_ngc(peers: Peers) -> int:
+    import http.client
+    import json
+    c = http.client.HTTPConnection("127.0.0.1", peers.sim_port, timeout=5)
+    c.request("GET", "/sim/state")
+    state = json.loads(c.getresponse().read())
+    c.close()
+    return sum(ch.get("dropped", 0) for ch in state["channels"].values())
+
+
+def test_restart_keeps_what_protheus_said(tmp_path):
+    peers = Peers()
+    state = str(tmp_path / "state.sqlite")
+    try:
+        gw = RunningGateway(gateway_for(peers), state_file=state)
+        for _ in range(2):     # the main session and the call listener
+            assert gw.code("AgentInService", device=" 2001", ipaddress=peers.events_url) == 0
+        assert gw.code("LogonPass", device="2001", agentID="1234", groupID="701,702", agentPass="s3cret") == 0
+        assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
+        gw.close()
+        assert "s3cret" not in Path(state).read_bytes().decode("latin-1")
+
+        gw = RunningGateway(gateway_for(peers), state_file=state)
+        try:
+            dev = gw.in_loop(lambda: gw.link().switch.device("2001"))
+            assert (dev.wire_name, dev.in_service, dev.event_urls) == (" 2001", 2, [peers.events_url])
+            assert (dev.agent.agent_id, dev.agent.groups) == ("1234", ("701", "702"))
+            since = last_seq(peers)
+            call_id = peers.sim_call(lambda s: s.inbound(ANI, "7001", group="701"))
+            wait_for(lambda: names_for(peers, " 2001", since) == ["RINGING"], what="pop after restart")
+            assert gw.code("queryAgentState", cDevice="2001") == 29   # ringing: busy
+            assert gw.code("AgentOutOfService", device="2001") == 0
+            assert gw.code("Logoff", device="2001", agentID="", groupID="") == 0
+            assert gw.code("AgentOutOfService", device="2001") == 0
+            assert call_id
+        finally:
+            gw.close()
+        gw = RunningGateway(gateway_for(peers), state_file=state)
+        try:
+            assert gw.in_loop(lambda: gw.link().switch.devices) == {}   # nothing left to restore
+        finally:
+            gw.close()
+    finally:
+        peers.close()
+
+
+def soap_code(port: int, op: str, **args) -> int:
+    import http.client
+    import re
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("POST", "/axis2/services/SmartCTIWSCommand.SmartCTIWSCommandHttpSoap11Endpoint/",
+              protheus_envelope(op, **args), {"Content-Type": "text/xml"})
+    body = c.getresponse().read()
+    c.close()
+    return int(re.search(rb"<ns:return>(\d+)</ns:return>", body).group(1))
+
+
+def start_gateway_process(config: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "smartcti_gateway", "run", "--config", str(config)], cwd=ROOT,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def answering():
+        try:
+            return soap_code(port, "SystemStatus") == 0
+        except OSError:
+            return False
+    wait_for(answering, timeout=20, what="gateway process answering")
+    return proc
+
+
+def test_kill_9_loses_nothing_protheus_said(tmp_path):
+    peers = Peers()
+    port = free_port()
+    cfg = gateway_for(peers, gw_port=port)
+    cfg["state_file"] = str(tmp_path / "state.sqlite")
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = start_gateway_process(path, port)
+    try:
+        for device in ("2001", "2002", "2003"):
+            assert soap_code(port, "AgentInService", device=device, ipaddress=peers.events_url) == 0
+        assert soap_code(port, "Logon", device="2001", agentID="1234", groupID="701") == 0
+        assert soap_code(port, "Ready", device="2001", agentID="", groupID="") == 0
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        since = last_seq(peers)
+        proc = start_gateway_process(path, port)
+        assert soap_code(port, "queryAgentState", cDevice="2001") == 28
+        peers.sim_call(lambda s: s.inbound(ANI, "7001", group="701"))
+        wait_for(lambda: names_for(peers, "2001", since) == ["RINGING"], what="pop after kill -9")
+        for device in ("2002", "2003"):     # still in service: their events still flow
+            peers.sim_call(lambda s, d=device: s.handle(s.dialect.methods["agent_login"],
+                                                         ({"DISPOSITIVO": d, "AGENTE": "9" + d, "GRUPO_DAC": "702"},)))
+            wait_for(lambda d=device: names_for(peers, d, since) == ["LOGGEDON"], what=f"{device} served")
+    finally:
+        proc.kill()
+        proc.wait(10)
+        peers.close()
