@@ -17,6 +17,6 @@ USER smartcti
 WORKDIR /var/lib/smartcti
 EXPOSE 8080
 VOLUME ["/etc/smartcti", "/var/log/smartcti"]
-HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8080/axis2/services/SmartCTIWSCommand?wsdl', timeout=4)" || exit 1
+HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)" || exit 1
 ENTRYPOINT ["smartcti-gateway"]
 CMD ["run", "--config", "/etc/smartcti/gateway.yaml"]

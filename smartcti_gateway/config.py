@@ -128,8 +128,15 @@ class Config:
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     state_file: str = "var/smartcti-state.sqlite"   # the device registry; "" keeps it in memory only
+    # who may read the status page and /metrics (device numbers, agent ids); /healthz and /readyz are open
+    status_allow: tuple = field(default_factory=lambda: _default_status_allow())
     tls: TlsConfig | None = None    # HTTPS on the listener(s)
     source: str = ""
+
+
+def _default_status_allow() -> tuple:
+    from .access import parse_networks
+    return parse_networks(["127.0.0.0/8", "::1"])
 
 
 def split_listen(value: str) -> tuple[str, int]:
@@ -219,7 +226,7 @@ def _path_problem(v: str) -> str | None:
 def _networks(r: _Reader, m: _Map, key: str, path: str) -> tuple | None:
     """An address list: CIDRs or single addresses, as a list or one comma-separated string; None when absent."""
     from .access import parse_networks
-    full = f"{path}.{key}"
+    full = f"{path}.{key}" if path else key
     raw = m.get(key)
     if raw is None:
         return None
@@ -263,7 +270,8 @@ def _tls(r: _Reader, m: _Map, key: str, path: str) -> TlsConfig | None:
 def parse(data: Any, source: str = "<config>") -> Config:
     r = _Reader(source)
     root = r.mapping(data, "(top level)")
-    r.check_keys(root, "", {"tls", "listen", "max_body", "client_timeout", "log_level", "links", "simulator", "logging", "state_file"})
+    r.check_keys(root, "", {"tls", "listen", "max_body", "client_timeout", "log_level", "links", "simulator",
+                            "logging", "state_file", "status_allow"})
     cfg = Config(source=source)
     cfg.state_file = r.get(root, "state_file", "", str, cfg.state_file)
     cfg.listen = r.get(root, "listen", "", str, cfg.listen, check=_listen_problem)
@@ -276,6 +284,9 @@ def parse(data: Any, source: str = "<config>") -> Config:
                           "must be debug, info, warning or error")
 
     cfg.tls = _tls(r, root, "tls", "")
+    status_allow = _networks(r, root, "status_allow", "")
+    if status_allow is not None:
+        cfg.status_allow = status_allow
 
     lm = r.mapping(root.get("logging"), "logging", root, "logging")
     r.check_keys(lm, "logging", {"dir", "per_extension"})

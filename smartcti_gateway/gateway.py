@@ -15,6 +15,7 @@ from .extlog import ExtensionLog, Trace
 from .core.pabx import PabxError, QuerySystemStatus, QueryVersion
 from .link import HealthOptions, Link
 from .registry import Registry
+from .status import Status
 from .pabx.digitro.dialect import Dialect
 from .pabx.digitro.driver import DigitroDriver
 from .protheus.command_service import add_command_routes
@@ -49,6 +50,7 @@ class Gateway:
         # a relative dir is relative to the working directory (scripts/run: the repository)
         self.extlog = ExtensionLog(Path(cfg.logging.dir), enabled=cfg.logging.per_extension)
         self.registry = Registry(cfg.state_file) if cfg.state_file else None
+        self.status = Status(self, cfg.status_allow)
 
     async def start(self) -> None:
         if self.cfg.simulator.enabled:
@@ -68,6 +70,7 @@ class Gateway:
         for listen, link_cfgs in by_listener.items():
             app = web.Application(client_max_size=self.cfg.max_body)
             guard = access.install(app)   # links[].allow, links[].pabx.allow
+            self.status.add_routes(app)
             for lc in link_cfgs:
                 driver = DigitroDriver(lc.pabx.url, dialect=Dialect.with_overrides(lc.pabx.dialect),
                                        timeout=lc.pabx.timeout, name=f"link {lc.link_id}",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -22,6 +23,7 @@ from .core.model import Switch
 from .core.operations import SECRET_PARAMS
 from .core.pabx import AgentEvent, PabxError, PabxEvent, PabxUnavailable, QueryAgentState, Request, SnapshotDevice
 from .extlog import NO_TRACE, Trace
+from .metrics import Latency
 from .protheus.delivery import DeliveryOptions, EventDelivery
 from .protheus.eventing import EventingClient
 from .registry import Registry
@@ -81,6 +83,8 @@ class Link:
         self.resyncs = 0
         self.last_resync_seconds = 0.0
         self.quiet_calls_closed = 0
+        self.command_counts: Counter[tuple[str, str]] = Counter()   # (operation, result) -> n, for /metrics
+        self.pabx_latency = Latency()
         self._wake: asyncio.Event | None = None
         self._supervisor: asyncio.Task | None = None
 
@@ -125,6 +129,7 @@ class Link:
         if step.request is None:
             value = step.done(None)
         else:
+            started = time.monotonic()
             try:
                 async with asyncio.timeout(self.timeout):
                     reply = await self.driver.execute(step.request)
@@ -141,6 +146,8 @@ class Link:
                 value = step.failed(e)
             else:
                 value = step.done(reply)
+            self.pabx_latency.observe(time.monotonic() - started)
+        self.command_counts[(op, str(value) if isinstance(value, int) else "text")] += 1
         if self.commands.outbox:
             self.delivery.submit(self.commands.outbox)
             self.commands.outbox = []
