@@ -101,6 +101,7 @@ def test_status_page_in_a_real_browser_shows_a_ringing_call(gw):
     if chromium_missing():
         pytest.skip(chromium_missing())
     from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
 
     assert gw.code("AgentInService", device="2001", ipaddress=gw.events_url) == 0
@@ -131,7 +132,11 @@ def test_status_page_in_a_real_browser_shows_a_ringing_call(gw):
         assert (ARTIFACTS / "status-page.png").stat().st_size > 1000
         # it refreshes itself: the answered call shows up without any action
         assert gw.code("Answer", device="2001") == 0
-        wait_for(lambda: "2001 connected" in browser.find_element("tag name", "body").text, timeout=10,
-                 what="the page refreshed")
+        def page_text():
+            try:   # the page may be reloading right now: read it in one go, or try again
+                return browser.execute_script("return document.body ? document.body.innerText : ''")
+            except WebDriverException:
+                return ""
+        wait_for(lambda: "2001 connected" in page_text(), timeout=10, what="the page refreshed")
     finally:
         browser.quit()
