@@ -24,6 +24,7 @@ from aiohttp import hdrs, web
 
 from smartcti_gateway.core.operations import SECRET_PARAMS
 
+from ..httpbody import BodyTimeout, read_body
 from .soap import CLIENT, SERVER, SoapFault, fault, parse_request, response, wsdl
 
 __all__ = ["CommandHandler", "DEFAULT_PATH", "ENDPOINT_SUFFIXES", "add_command_routes"]
@@ -66,19 +67,12 @@ class _CommandService:
     async def post(self, request: web.Request) -> web.Response:
         # read() honours the application's client_max_size (413 beyond it).
         try:
-            async with asyncio.timeout(self._body_timeout):
-                body = await request.read()
-        except TimeoutError:
+            body = await read_body(request, self._body_timeout, lambda: fault(
+                CLIENT, f"Request body not received within {self._body_timeout:g} s"), _XML_HEADERS[hdrs.CONTENT_TYPE])
+        except BodyTimeout as e:
             log.warning("%sSOAP request from %s: body not received within %g s", self._prefix(),
                         request.remote, self._body_timeout)
-            resp = web.Response(status=408, headers=_XML_HEADERS, body=fault(
-                CLIENT, f"Request body not received within {self._body_timeout:g} s"))
-            resp.force_close()
-            await resp.prepare(request)
-            await resp.write_eof()
-            if request.transport is not None:   # sent; nothing to wait for from a stalled client
-                request.transport.close()
-            return resp
+            return e.response
         try:
             req = parse_request(body, request.headers.get(hdrs.CONTENT_TYPE))
         except SoapFault as exc:

@@ -22,6 +22,7 @@ from ...access import redact_url
 from ...core.codes import Result
 from ...core import pabx as p
 from ...extlog import NO_TRACE, Trace, masked_struct
+from ...httpbody import BodyTimeout, read_body
 from ...xmlsafe import has_dtd
 from .dialect import CHANNEL_UNKNOWN, OK, Dialect
 
@@ -247,20 +248,13 @@ class DigitroDriver:
 
     async def handle_event_request(self, request: web.Request) -> web.Response:
         try:
-            async with asyncio.timeout(self.body_timeout):
-                body = await request.read()   # the app's client_max_size: 413 beyond it
-        except TimeoutError:
+            body = await read_body(request, self.body_timeout, lambda: _dumps_fault(
+                4, f"request body not received within {self.body_timeout:g} s"), "text/xml")
+        except BodyTimeout as e:
             self.events_rejected += 1
             log.warning("%s: event from %s: body not received within %g s", self.name, request.remote,
                         self.body_timeout)
-            resp = web.Response(status=408, content_type="text/xml", body=_dumps_fault(
-                4, f"request body not received within {self.body_timeout:g} s"))
-            resp.force_close()
-            await resp.prepare(request)
-            await resp.write_eof()
-            if request.transport is not None:   # sent; nothing to wait for from a stalled client
-                request.transport.close()
-            return resp
+            return e.response
         try:
             params, method = _loads(body)
         except Exception as e:  # noqa: BLE001 - a bad event must never hurt the daemon
