@@ -126,7 +126,8 @@ class Gateway:
     async def stop(self) -> None:
         for link in self.links:
             try:
-                await asyncio.wait_for(link.close(), timeout=5)
+                # close() drains the event queues for up to 5 s itself; the PABX goodbye takes a timeout more
+                await asyncio.wait_for(link.close(drain=5.0), timeout=5.0 + link.timeout + 1.0)
             except Exception:  # noqa: BLE001 - stopping must go on
                 log.exception("link %d: error while closing", link.link_id)
         for runner in self.runners:

@@ -21,7 +21,7 @@ from .core.commands import Commands
 from .core.health import LinkHealth
 from .core.model import Switch
 from .core.operations import SECRET_PARAMS
-from .core.pabx import AgentEvent, PabxError, PabxEvent, PabxUnavailable, QueryAgentState, Request, SnapshotDevice
+from .core.pabx import AgentEvent, AgentState, PabxError, PabxEvent, PabxUnavailable, QueryAgentState, Request, SnapshotDevice
 from .extlog import NO_TRACE, Trace
 from .metrics import Latency
 from .protheus.delivery import DeliveryOptions, EventDelivery
@@ -85,6 +85,7 @@ class Link:
         self.quiet_calls_closed = 0
         self.command_counts: Counter[tuple[str, str]] = Counter()   # (operation, result) -> n, for /metrics
         self.pabx_latency = Latency()
+        self._saved_agents: dict[str, tuple] = {}   # device -> what the registry last got of its agent
         self._wake: asyncio.Event | None = None
         self._supervisor: asyncio.Task | None = None
 
@@ -168,10 +169,23 @@ class Link:
         notes = self.commands.notifier.on_pabx_event(event)
         if notes:
             self.delivery.submit(notes)
-        if isinstance(event, AgentEvent) and self.registry is not None:
+        if isinstance(event, AgentEvent) and self.registry is not None and self._agent_changed(event):
             self._persist(event.device)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("link %d: event %s -> %s", self.link_id, event, [n.name for n in notes])
+
+    def _agent_changed(self, event: AgentEvent) -> bool:
+        """Only who is logged on where must survive a restart; ready/paused is read back by the resync.
+
+        So a READY/NOTREADY toggle on the phone costs no disk write."""
+        dev = self.switch.device(event.device)
+        if dev is None or dev.agent is None:
+            return False
+        key = (dev.agent.agent_id, dev.agent.groups, dev.agent.state is AgentState.LOGGED_OFF)
+        if self._saved_agents.get(event.device) == key:
+            return False
+        self._saved_agents[event.device] = key
+        return True
 
     def event_urls(self) -> list[str]:
         """Every distinct Protheus eventing URL of the devices in service."""
