@@ -85,7 +85,7 @@ class Link:
         self.quiet_calls_closed = 0
         self.command_counts: Counter[tuple[str, str]] = Counter()   # (operation, result) -> n, for /metrics
         self.pabx_latency = Latency()
-        self._saved_agents: dict[str, tuple] = {}   # device -> what the registry last got of its agent
+        self._saved: dict[str, tuple] = {}   # device -> what the registry last got of it
         self._wake: asyncio.Event | None = None
         self._supervisor: asyncio.Task | None = None
 
@@ -169,23 +169,10 @@ class Link:
         notes = self.commands.notifier.on_pabx_event(event)
         if notes:
             self.delivery.submit(notes)
-        if isinstance(event, AgentEvent) and self.registry is not None and self._agent_changed(event):
+        if isinstance(event, AgentEvent) and self.registry is not None:
             self._persist(event.device)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("link %d: event %s -> %s", self.link_id, event, [n.name for n in notes])
-
-    def _agent_changed(self, event: AgentEvent) -> bool:
-        """Only who is logged on where must survive a restart; ready/paused is read back by the resync.
-
-        So a READY/NOTREADY toggle on the phone costs no disk write."""
-        dev = self.switch.device(event.device)
-        if dev is None or dev.agent is None:
-            return False
-        key = (dev.agent.agent_id, dev.agent.groups, dev.agent.state is AgentState.LOGGED_OFF)
-        if self._saved_agents.get(event.device) == key:
-            return False
-        self._saved_agents[event.device] = key
-        return True
 
     def event_urls(self) -> list[str]:
         """Every distinct Protheus eventing URL of the devices in service."""
@@ -202,9 +189,18 @@ class Link:
                 self._persist(device)
 
     def _persist(self, device: str) -> None:
+        """Store what must survive a restart, when it changed: who holds the device in service, where its
+        events go, who is logged on it with which groups. Ready/paused is read back by the resync after a
+        restart, so an agent toggling it (from Protheus or on the phone) costs no disk write."""
         dev = self.switch.device(device)
         if dev is None or self.registry is None:
             return
+        agent = dev.agent
+        key = (dev.wire_name, tuple(dev.event_urls), dev.in_service,
+               (agent.agent_id, agent.groups, agent.state is AgentState.LOGGED_OFF) if agent else None)
+        if self._saved.get(device) == key:
+            return
+        self._saved[device] = key
         try:
             self.registry.save(self.link_id, dev)
         except Exception:  # noqa: BLE001 - a full disk must not stop the telephony
