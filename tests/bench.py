@@ -51,6 +51,8 @@ SERVER_CORE, CLIENT_CORE = 0, 1
 
 
 # ------------------------------------------------------------------ helpers
+# free_port and envelope repeat tests/support.py on purpose: the floor process runs this module,
+# and importing support would load the whole gateway into the floor and inflate its figures.
 def free_port() -> int:
     import socket
     with socket.socket() as s:

@@ -22,20 +22,18 @@ import argparse
 import json
 import platform
 import signal
-import statistics
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import yaml
 
 from smartcti_gateway.pabx.digitro.simulator import options_from_mapping, start_simulator
 from smartcti_gateway.protheus.eventing_simulator import start_protheus_simulator
 
-from .support import Peers, RunningGateway, free_port, wait_for
-from .test_resilience import fast_health, gateway_for, soap_code, start_gateway_process
+from .support import Peers, RunningGateway, wait_for
+from .test_resilience import gateway_for, gateway_process_config, soap_code, start_gateway_process
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "faults-results.json"
@@ -152,11 +150,7 @@ def protheus_down(down: float) -> dict:
 
 def kill_9(devices: int, tmp: Path) -> dict:
     peers = Peers()
-    port = free_port()
-    cfg = gateway_for(peers, gw_port=port)
-    cfg["state_file"] = str(tmp / "state.sqlite")
-    path = tmp / "gw.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path, port = gateway_process_config(peers, tmp)
     names = [str(2001 + i) for i in range(min(devices, 10))] + [str(3001 + i) for i in range(min(max(devices - 10, 0), 5))]
     proc = start_gateway_process(path, port)
     try:

@@ -48,23 +48,13 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "co
         time.sleep(0.01)
 
 
-class RunningGateway:
-    def __init__(self, config: dict, state_file: str | None = None):
-        if "state_file" not in config:
-            import tempfile
-            config = {**config, "state_file": state_file or
-                      tempfile.NamedTemporaryFile(prefix="smartcti-", suffix=".sqlite", delete=False).name}
-        self.cfg = parse(config, "<test>")
+class BackgroundLoop:
+    """An event loop on its own thread, so blocking test code can drive async servers."""
+
+    def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.gateway = Gateway(self.cfg)
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
-        # a simulated Protheus SmartCTIWSEventing, the MV_TKCTIEV of every test device
-        self.protheus, self._protheus_runner = self.run(start_protheus_simulator("127.0.0.1", 0, quiet=True))
-        self.events_url = self.protheus.url
-        self.run(self.gateway.start())
-        self.port = self.gateway.port()
-        self.host = f"127.0.0.1:{self.port}"
 
     def run(self, coro, timeout: float = 30):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -74,14 +64,34 @@ class RunningGateway:
             return fn()
         return self.run(call())
 
+    def stop_loop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
+
+
+class RunningGateway(BackgroundLoop):
+    def __init__(self, config: dict, state_file: str | None = None):
+        if "state_file" not in config:
+            import tempfile
+            config = {**config, "state_file": state_file or
+                      tempfile.NamedTemporaryFile(prefix="smartcti-", suffix=".sqlite", delete=False).name}
+        self.cfg = parse(config, "<test>")
+        super().__init__()
+        self.gateway = Gateway(self.cfg)
+        # a simulated Protheus SmartCTIWSEventing, the MV_TKCTIEV of every test device
+        self.protheus, self._protheus_runner = self.run(start_protheus_simulator("127.0.0.1", 0, quiet=True))
+        self.events_url = self.protheus.url
+        self.run(self.gateway.start())
+        self.port = self.gateway.port()
+        self.host = f"127.0.0.1:{self.port}"
+
     def close(self) -> None:
         try:
             self.run(self.gateway.stop())
             self.run(self._protheus_runner.cleanup())
         finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(5)
-            self.loop.close()
+            self.stop_loop()
 
     # ----------------------------------------------------------- HTTP
     def http(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
@@ -156,42 +166,31 @@ def simulated_config(sim_port: int | None = None, gw_port: int | None = None, **
     }
 
 
-class Peers:
+class Peers(BackgroundLoop):
     """A simulated NGC and a simulated Protheus on a background loop, for a gateway run elsewhere
     (another RunningGateway, or a gateway process that a test kills)."""
 
     def __init__(self, sim_port: int | None = None, **sim_options):
         from smartcti_gateway.pabx.digitro.simulator import options_from_mapping, start_simulator
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
+        super().__init__()
         options = {"answer_after": 0.05, "ring_timeout": 0.3, **sim_options}
         self.sim_port = sim_port or free_port()
         self.sim, self.sim_runner = self.run(start_simulator("127.0.0.1", self.sim_port, options_from_mapping(options)))
         self.protheus, self.protheus_runner = self.run(start_protheus_simulator("127.0.0.1", 0, quiet=True))
         self.events_url = self.protheus.url
 
-    def run(self, coro, timeout: float = 30):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
     def events(self, since: int = 0) -> list[dict]:
-        async def read():
-            return self.protheus.events_since(since)
-        return self.run(read())
+        return self.in_loop(lambda: self.protheus.events_since(since))
 
     def sim_call(self, fn):
-        async def call():
-            return fn(self.sim)
-        return self.run(call())
+        return self.in_loop(lambda: fn(self.sim))
 
     def close(self) -> None:
         try:
             self.run(self.sim_runner.cleanup())
             self.run(self.protheus_runner.cleanup())
         finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(5)
-            self.loop.close()
+            self.stop_loop()
 
 
 class Switchable:

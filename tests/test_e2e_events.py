@@ -3,7 +3,6 @@
 Each test drives a sequence of smartcti.md §3.5 and checks, per device, the
 exact event names, element names in order and values Protheus received.
 """
-import asyncio
 
 import pytest
 

@@ -9,14 +9,13 @@ import asyncio
 import socket
 import threading
 
-import aiohttp
 import pytest
 import pytest_asyncio
 import zeep
 from aiohttp import web
 from lxml import etree
 
-from smartcti_gateway.core.notify import EVENT_PARAMS, INTEGER_PARAMS, Notification
+from smartcti_gateway.core.notify import EVENT_PARAMS, Notification
 from smartcti_gateway.protheus import eventing as ev_mod
 from smartcti_gateway.protheus.eventing import (
     DeliveryError,

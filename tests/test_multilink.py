@@ -22,7 +22,7 @@ def two_links(sim2_port: int, own_port: int | None = None) -> dict:
 
 def test_two_links_keep_their_link_ids_and_survive_each_others_pabx():
     second = Peers()                       # the second NGC, up before the gateway starts
-    sim2_port, sim2 = second.sim_port, second.sim
+    sim2_port = second.sim_port
     gw = RunningGateway(two_links(sim2_port))
     try:
         # both links serve the same device number on different PABXs

@@ -3,7 +3,6 @@ restarts and kill -9 of the gateway."""
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -247,13 +246,19 @@ def start_gateway_process(config: Path, port: int) -> subprocess.Popen:
     return proc
 
 
-def test_kill_9_loses_nothing_protheus_said(tmp_path):
-    peers = Peers()
+def gateway_process_config(peers: Peers, tmp: Path) -> tuple[Path, int]:
+    """A config file for a gateway process on a free port, with its registry in ``tmp``."""
     port = free_port()
     cfg = gateway_for(peers, gw_port=port)
-    cfg["state_file"] = str(tmp_path / "state.sqlite")
-    path = tmp_path / "gw.yaml"
+    cfg["state_file"] = str(tmp / "state.sqlite")
+    path = tmp / "gw.yaml"
     path.write_text(yaml.safe_dump(cfg))
+    return path, port
+
+
+def test_kill_9_loses_nothing_protheus_said(tmp_path):
+    peers = Peers()
+    path, port = gateway_process_config(peers, tmp_path)
     proc = start_gateway_process(path, port)
     try:
         for device in ("2001", "2002", "2003"):

@@ -1,5 +1,4 @@
 """Health endpoints, Prometheus metrics after a scripted call, and the status page in a real browser."""
-import re
 import shutil
 from pathlib import Path
 
