@@ -185,6 +185,45 @@ async def resolve(host: str) -> tuple[Network, ...]:
     return tuple(nets)
 
 
+class EventingAllow:
+    """Where one link may post Protheus events (``eventing_allow``): the host of an eventing URL must be
+    one of the names, or every address it resolves to must be in one of the networks."""
+
+    def __init__(self, networks: tuple[Network, ...], names: tuple[str, ...], setting: str):
+        self.networks = networks
+        self.names = frozenset(names)
+        self.setting = setting
+
+    async def problem(self, url: str) -> str:
+        """Why events may not go to ``url``, or ""."""
+        host = (urlsplit(url).hostname or "").lower().rstrip(".")
+        if host in self.names:
+            return ""
+        refusal = (f"the host {host!r} of ipaddress {redact_url(url)[:120]!r} is not in {self.setting}; add it "
+                   f"there if that Protheus server is yours")
+        if not self.networks:
+            return refusal
+        try:
+            resolved = await resolve(host)
+        except (OSError, UnicodeError, ValueError):
+            return f"cannot resolve {host!r}, the host of ipaddress {redact_url(url)[:120]!r}; {self.setting} is set"
+        for net in resolved:
+            ip = net.network_address
+            if not any(ip.version == n.version and ip in n for n in self.networks):
+                return refusal
+        return ""
+
+
+def eventing_allow(cfg: Config, lc: LinkConfig) -> EventingAllow | None:
+    """The check of ``lc``'s eventing URLs, or None when any http(s) URL may be used."""
+    allow = lc.eventing_allow if lc.eventing_allow is not None else cfg.eventing_allow
+    if allow is None:
+        return None
+    index, _ = _where(cfg, lc)
+    setting = f"links[{index}].eventing_allow" if lc.eventing_allow is not None else "eventing_allow"
+    return EventingAllow(allow.networks, allow.names, setting)
+
+
 def _where(cfg: Config, lc: LinkConfig) -> tuple[int, str]:
     index = next(i for i, l in enumerate(cfg.links) if l is lc)
     return index, cfg.source or "the config"

@@ -122,12 +122,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path}: OK ({len(cfg.links)} link(s))")
         return 0
     _setup_logging(cfg.log_level)
+    from .gateway import ListenError
+    from .registry import RegistryInUse
     try:
         asyncio.run(_run(cfg))
     except KeyboardInterrupt:
         pass
+    except ListenError as e:
+        log.error("cannot start: %s. Is another program using that port? Change %s in %s.", e, e.key, path)
+        return 1
+    except RegistryInUse as e:
+        log.error("cannot start: %s (state_file in %s).", e, path)
+        return 1
     except OSError as e:
-        log.error("cannot start: %s. Is another program using the port? Change 'listen' in %s.", e, path)
+        log.error("cannot start: %s.", e)
         return 1
     return 0
 

@@ -1,6 +1,7 @@
 """The gateway's YAML configuration, validated with the key and line of every mistake."""
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -37,17 +38,32 @@ class _Map(dict):
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    source = "<config>"
 
 
 def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
+    lines: dict[str, int] = {}
+    for k, _ in node.value:
+        key, line = str(k.value), k.start_mark.line + 1
+        if key in lines:   # YAML would silently keep the last one
+            raise ConfigError(f"{loader.source}:{line}: {key}: given twice, at lines {lines[key]} and {line}; "
+                              f"keep one")
+        lines[key] = line
     m = _Map(loader.construct_mapping(node, deep=True))
     m.line = node.start_mark.line + 1
-    m.lines = {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
+    m.lines = lines
     return m
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
+
+
+@dataclass(frozen=True)
+class HostAllow:
+    """Hosts events may be posted to: networks (CIDRs, addresses) and host names."""
+
+    networks: tuple = ()
+    names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -97,6 +113,7 @@ class LinkConfig:
     listen: str = ""                # own listener; empty = the gateway's
     allow: tuple = ()               # networks allowed on the command endpoint; empty = all (warned at start)
     tls: TlsConfig | None = None    # own certificate for its own listener; None = the top-level tls
+    eventing_allow: HostAllow | None = None   # where its events may go; None = the top-level eventing_allow
     pabx: PabxConfig = field(default_factory=PabxConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
 
@@ -128,10 +145,22 @@ class Config:
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     state_file: str = "var/smartcti-state.sqlite"   # the device registry; "" keeps it in memory only
+    eventing_allow: HostAllow | None = None         # where events may go; None = any http(s) URL
     # who may read the status page and /metrics (device numbers, agent ids); /healthz and /readyz are open
     status_allow: tuple = field(default_factory=lambda: _default_status_allow())
     tls: TlsConfig | None = None    # HTTPS on the listener(s)
     source: str = ""
+
+
+def default_state_file(source: str) -> str:
+    """The state file of a config that names none: one per config file, so that two configs run from
+    one folder never restore each other's devices (``var/smartcti-state-<name>-<hash of its path>.sqlite``)."""
+    path = Path(source)
+    if source.startswith("<") or not path.suffix:
+        return "var/smartcti-state.sqlite"
+    digest = hashlib.sha256(str(path.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    stem = re.sub(r"[^0-9A-Za-z_.-]", "_", path.stem)[:40]
+    return f"var/smartcti-state-{stem}-{digest}.sqlite"
 
 
 def _default_status_allow() -> tuple:
@@ -247,6 +276,41 @@ def _networks(r: _Reader, m: _Map, key: str, path: str) -> tuple | None:
     return parse_networks(values)
 
 
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+
+
+def _host_allow(r: _Reader, m: _Map, key: str, path: str) -> HostAllow | None:
+    """``eventing_allow``: CIDRs, addresses or host names that Protheus' eventing URLs may point at."""
+    from .access import parse_network
+    full = f"{path}.{key}" if path else key
+    raw = m.get(key)
+    if raw is None:
+        return None
+    if not isinstance(raw, (list, str)):
+        raise r.fail(m, key, full, "must be a list of networks or host names, e.g. [10.0.0.0/24, protheus.local]")
+    items = [raw] if isinstance(raw, str) else raw
+    networks, names = [], []
+    for i, item in enumerate(items):
+        where = full if isinstance(raw, str) else f"{full}[{i}]"
+        if not isinstance(item, str):
+            raise r.fail(m, key, where, f"must be a network or a host name written as text, got {item!r}")
+        for part in re.split(r"[\s,;]+", r.expand(m, key, where, item).strip()):
+            if not part:
+                continue
+            try:
+                networks.append(parse_network(part))
+                continue
+            except ValueError as e:
+                if "/" in part or part.replace(".", "").isdigit() or ":" in part:
+                    raise r.fail(m, key, where, str(e)) from None
+            if not _HOST_NAME.match(part):
+                raise r.fail(m, key, where, f"{part!r} is neither a network (10.0.0.0/24, 192.168.10.5) "
+                                            f"nor a host name (protheus.example.com)")
+            names.append(part.rstrip(".").lower())
+    return HostAllow(tuple(dict.fromkeys(networks)), tuple(dict.fromkeys(names)))
+
+
 def _tls(r: _Reader, m: _Map, key: str, path: str) -> TlsConfig | None:
     """``tls: {cert: FILE, key: FILE, password: ...}``, the files read and matched at load."""
     from .access import cert_file_problem, tls_problem
@@ -271,9 +335,9 @@ def parse(data: Any, source: str = "<config>") -> Config:
     r = _Reader(source)
     root = r.mapping(data, "(top level)")
     r.check_keys(root, "", {"tls", "listen", "max_body", "client_timeout", "log_level", "links", "simulator",
-                            "logging", "state_file", "status_allow"})
+                            "logging", "state_file", "status_allow", "eventing_allow"})
     cfg = Config(source=source)
-    cfg.state_file = r.get(root, "state_file", "", str, cfg.state_file)
+    cfg.state_file = r.get(root, "state_file", "", str, default_state_file(source))
     cfg.listen = r.get(root, "listen", "", str, cfg.listen, check=_listen_problem)
     cfg.max_body = r.get(root, "max_body", "", int, cfg.max_body,
                          check=lambda v: None if 1024 <= v <= 16 * 1024 * 1024 else "must be between 1024 and 16777216")
@@ -284,6 +348,7 @@ def parse(data: Any, source: str = "<config>") -> Config:
                           "must be debug, info, warning or error")
 
     cfg.tls = _tls(r, root, "tls", "")
+    cfg.eventing_allow = _host_allow(r, root, "eventing_allow", "")
     status_allow = _networks(r, root, "status_allow", "")
     if status_allow is not None:
         cfg.status_allow = status_allow
@@ -316,7 +381,8 @@ def parse(data: Any, source: str = "<config>") -> Config:
     for i, raw in enumerate(links):
         path = f"links[{i}]"
         m = r.mapping(raw, path, root, "links")
-        r.check_keys(m, path, {"allow", "tls", "link_id", "name", "command_path", "listen", "pabx", "events"})
+        r.check_keys(m, path, {"allow", "tls", "link_id", "name", "command_path", "listen", "pabx", "events",
+                               "eventing_allow"})
         if "link_id" not in m:
             raise r.fail(m, "", path, "link_id is required: the K4_LINKID of the Protheus SK4 row of this link")
         link = LinkConfig(link_id=r.get(m, "link_id", path, int, 0,
@@ -328,6 +394,7 @@ def parse(data: Any, source: str = "<config>") -> Config:
         link.command_path = r.get(m, "command_path", path, str, DEFAULT_COMMAND_PATH, check=_path_problem)
         link.listen = r.get(m, "listen", path, str, "", check=_listen_problem)
         link.allow = _networks(r, m, "allow", path) or ()
+        link.eventing_allow = _host_allow(r, m, "eventing_allow", path)
         link.tls = _tls(r, m, "tls", path)
         if link.tls is not None and not link.listen:
             raise r.fail(m, "tls", f"{path}.tls", "needs the link's own listen: a link on the top-level "
@@ -394,10 +461,16 @@ def load(path: str | Path) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the config file: {e.strerror}") from None
+    loader = None
     try:
-        data = yaml.load(text, Loader=_Loader)
+        loader = _Loader(text)
+        loader.source = str(path)
+        data = loader.get_single_data()
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     return parse(data, str(path))

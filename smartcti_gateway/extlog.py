@@ -23,6 +23,14 @@ OTHER = "_other"
 SECRET_FIELD = re.compile(r"senha|pass|pwd|secret", re.IGNORECASE)
 
 
+def clip(value: object, limit: int = 120) -> object:
+    """A string fit for a log line: at most ``limit`` characters, with the length of what was cut.
+    Whatever a client or the PABX sends (a 10,000-character device, a huge URL) is logged this way."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]}…({len(value)} chars)"
+    return value
+
+
 def file_device(device: str) -> str:
     """A device string made safe for a file name."""
     name = _UNSAFE.sub("_", device.strip())[:40].lstrip(".")
@@ -31,23 +39,29 @@ def file_device(device: str) -> str:
 
 def masked_struct(struct: dict) -> str:
     """``{K: v, ...}`` with every password-like member shown as ***."""
-    return "{" + ", ".join(f"{k}: {'***' if SECRET_FIELD.search(str(k)) and v else repr(v)}"
+    return "{" + ", ".join(f"{clip(k, 40)}: {'***' if SECRET_FIELD.search(str(k)) and v else repr(clip(v))}"
                            for k, v in struct.items()) + "}"
 
 
 class Trace:
-    """Where one link writes its per-extension lines; callers test ``on`` before formatting a line."""
+    """Where one link writes its per-extension lines; callers test ``on`` before formatting a line.
 
-    def __init__(self, xl: "ExtensionLog | None" = None, link_id: int = 0):
+    Only devices the link serves get a file (``serves``, set by the link): a device string that
+    was refused (``CON``, ``../../tmp/x``, a typo) creates none.
+    """
+
+    def __init__(self, xl: "ExtensionLog | None" = None, link_id: int = 0,
+                 serves: Callable[[str], bool] = lambda device: True):
         self.xl = xl
         self.link_id = link_id
+        self.serves = serves
 
     @property
     def on(self) -> bool:
         return self.xl is not None and self.xl.enabled
 
     def __call__(self, device: str, text: str) -> None:
-        if self.xl is not None:
+        if self.xl is not None and self.serves(device.strip()):
             self.xl.write(device, self.link_id, text)
 
 
@@ -83,7 +97,7 @@ class ExtensionLog:
             self.close()
         name = f"{file_device(device)}-{link_id}"
         if name not in self._day_files and len(self._day_files) >= MAX_FILES_PER_DAY:
-            name, text = f"{OTHER}-{link_id}", f"[{device!r}] {text}"
+            name, text = f"{OTHER}-{link_id}", f"[{clip(device, 40)!r}] {text}"
         path = self.directory / f"{name}-{day}.log"
         try:
             f = self._file(path, stamp[:7])

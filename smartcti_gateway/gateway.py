@@ -27,6 +27,14 @@ log = logging.getLogger("smartcti_gateway")
 VERSION_TEXT = f"smartcti-gateway {__version__}"
 
 
+class ListenError(OSError):
+    """A listener could not be opened; ``key`` is the config key that holds its address."""
+
+    def __init__(self, key: str, listen: str, error: OSError):
+        super().__init__(error.errno, f"cannot listen on {listen} ({key}): {error.strerror or error}")
+        self.key, self.listen, self.error = key, listen, error
+
+
 def local_address_towards(url: str) -> str:
     """The address of this host as the PABX at ``url`` would see it (no packet is sent)."""
     parts = urlsplit(url)
@@ -49,7 +57,7 @@ class Gateway:
         self._sim_runner: web.AppRunner | None = None
         # a relative dir is relative to the working directory (scripts/run: the repository)
         self.extlog = ExtensionLog(Path(cfg.logging.dir), enabled=cfg.logging.per_extension)
-        self.registry = Registry(cfg.state_file) if cfg.state_file else None
+        self.registry = Registry(cfg.state_file, owner=cfg.source) if cfg.state_file else None
         self.status = Status(self, cfg.status_allow)
 
     async def start(self) -> None:
@@ -57,14 +65,19 @@ class Gateway:
             from .pabx.digitro.simulator import options_from_mapping, start_simulator
             host, port = split_listen(self.cfg.simulator.listen)
             dialect = Dialect.with_overrides(self.cfg.links[0].pabx.dialect)
-            self.simulator, self._sim_runner = await start_simulator(
-                host, port, options_from_mapping(self.cfg.simulator.options), dialect)
+            try:
+                self.simulator, self._sim_runner = await start_simulator(
+                    host, port, options_from_mapping(self.cfg.simulator.options), dialect)
+            except OSError as e:
+                raise ListenError("simulator.listen", self.cfg.simulator.listen, e) from None
             log.info("embedded NGC simulator listening on http://%s:%d/RPC2 (control API under /sim/)",
                      host, self.simulator.port)
 
         by_listener: dict[str, list[LinkConfig]] = {}
-        for lc in self.cfg.links:
+        keys: dict[str, str] = {}    # listen -> the config key that holds it, for messages
+        for i, lc in enumerate(self.cfg.links):
             by_listener.setdefault(lc.listen or self.cfg.listen, []).append(lc)
+            keys.setdefault(lc.listen or self.cfg.listen, f"links[{i}].listen" if lc.listen else "listen")
 
         drivers: list[tuple[Link, LinkConfig]] = []
         for listen, link_cfgs in by_listener.items():
@@ -76,8 +89,9 @@ class Gateway:
                                        timeout=lc.pabx.timeout, name=f"link {lc.link_id}",
                                        ssl_context=access.client_context(lc.pabx.ca_file))
                 ev, px = lc.events, lc.pabx
+                allow = access.eventing_allow(self.cfg, lc)
                 link = Link(lc.link_id, lc.name, driver, timeout=lc.pabx.timeout, version=VERSION_TEXT,
-                            registry=self.registry,
+                            registry=self.registry, eventing_check=allow.problem if allow else None,
                             health=HealthOptions(keepalive=px.keepalive, keepalive_timeout=px.keepalive_timeout,
                                                  grace=px.grace, reconnect_max=px.reconnect_max,
                                                  quiet_call=px.quiet_call),
@@ -102,7 +116,11 @@ class Gateway:
             host, port = split_listen(listen)
             site = web.TCPSite(runner, host, port, reuse_address=True,
                                ssl_context=access.server_context(access.tls_of(self.cfg, link_cfgs[0])))
-            await site.start()
+            try:
+                await site.start()
+            except OSError as e:
+                await runner.cleanup()
+                raise ListenError(keys[listen], listen, e) from None
             bound = runner.addresses[0][1] if runner.addresses else port
             self.ports[listen] = bound
             self.runners.append(runner)
@@ -186,9 +204,12 @@ class Gateway:
                     value = (text.split("<ns:return>")[1].split("<")[0] if "<ns:return>" in text
                              else f"HTTP {r.status}{access.fault_note(text)}")
                     note = ""
-                    if not link.health.up:
+                    if not link.health.up and link.switch.devices and not link.health.reported_down:
                         note = (f" (PABX link down; SystemStatus turns non-zero after the {link.health.grace:g} s "
                                 f"grace period)")
+                    elif not link.health.up:
+                        note = (" (PABX link down; no device is in service, so SystemStatus says so at once)"
+                                if not link.switch.devices else " (PABX link down)")
                     results.append((f"{name}: SOAP SystemStatus at {url}", ok, f"returned {value}{note}"))
                 except (aiohttp.ClientError, TimeoutError) as e:
                     results.append((f"{name}: SOAP SystemStatus at {url}", False, str(e) or "timeout"))

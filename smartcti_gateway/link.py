@@ -10,19 +10,21 @@ been quiet about, so no call stays open forever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from .core.codes import Result
-from .core.commands import Commands
+from .core.commands import Commands, Step, answer, eventing_url_problem
 from .core.health import LinkHealth
 from .core.model import Switch
 from .core.operations import SECRET_PARAMS
-from .core.pabx import AgentEvent, AgentState, PabxError, PabxEvent, PabxUnavailable, QueryAgentState, Request, SnapshotDevice
-from .extlog import NO_TRACE, Trace
+from .core.pabx import (AgentEvent, AgentState, MonitorStart, MonitorStop, PabxError, PabxEvent, PabxUnavailable,
+                        QueryAgentState, Request, SnapshotDevice)
+from .extlog import NO_TRACE, Trace, clip
 from .metrics import Latency
 from .protheus.delivery import DeliveryOptions, EventDelivery
 from .protheus.eventing import EventingClient
@@ -58,13 +60,19 @@ class HealthOptions:
 
 
 def masked(args: dict[str, str]) -> str:
-    return ", ".join(f"{k}={'***' if k in SECRET_PARAMS and v else repr(v)}" for k, v in args.items())
+    """A command's arguments for a log line: passwords as ***, every value cut to a sane length."""
+    return ", ".join(f"{k}={'***' if k in SECRET_PARAMS and v else repr(clip(v))}" for k, v in args.items())
+
+
+# Checks an eventing URL against the site's eventing_allow: why it is refused, or "".
+UrlCheck = Callable[[str], Awaitable[str]]
 
 
 class Link:
     def __init__(self, link_id: int, name: str, driver: Driver, *, timeout: float, version: str,
                  eventing: EventingClient | None = None, delivery: DeliveryOptions | None = None,
-                 health: HealthOptions | None = None, registry: Registry | None = None):
+                 health: HealthOptions | None = None, registry: Registry | None = None,
+                 eventing_check: UrlCheck | None = None):
         self.link_id = link_id
         self.name = name
         self.driver = driver
@@ -86,11 +94,17 @@ class Link:
         self.command_counts: Counter[tuple[str, str]] = Counter()   # (operation, result) -> n, for /metrics
         self.pabx_latency = Latency()
         self._saved: dict[str, tuple] = {}   # device -> what the registry last got of it
+        self.eventing_check = eventing_check
         self._wake: asyncio.Event | None = None
         self._supervisor: asyncio.Task | None = None
+        self._first_contact: asyncio.Event | None = None   # set once the first try to reach the PABX ended
+        self._locks: dict[str, list] = {}    # device -> [lock, users]: its AgentInService/OutOfService in turn
+        self._background: set[asyncio.Task] = set()
 
     def set_trace(self, trace: Trace) -> None:
-        """Where per-extension lines go: commands here, PABX traffic in the driver, events in delivery."""
+        """Where per-extension lines go: commands here, PABX traffic in the driver, events in delivery.
+        Only devices in service get a file."""
+        trace.serves = self.switch.is_in_service
         self.trace = trace
         self.delivery.trace = trace
         if hasattr(self.driver, "trace"):
@@ -99,23 +113,28 @@ class Link:
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self._wake = asyncio.Event()
+        self._first_contact = asyncio.Event()
         await self.eventing.start()
         restored = self.restored
+        if restored and self.eventing_check is not None:
+            await self._check_restored_urls()
         await self.driver.start(self.on_event)
         if restored:
-            log.info("link %d: %d device(s) restored from the registry (%d in service); "
-                     "checking them against the PABX", self.link_id, len(restored),
-                     sum(1 for d in restored if d.in_service))
-            await self._reconnect()
-        elif getattr(self.driver, "callback_url", "") and not getattr(self.driver, "channel", "x"):
-            self._down("PABX unreachable at start")
+            log.info("link %d: %d device(s) restored from the registry; checking them against the PABX",
+                     self.link_id, len(restored))
+        try:
+            await self._reconnect()       # the first contact: event listener, monitors, resync
+        finally:
+            self._first_contact.set()
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
 
     async def close(self, drain: float = 5.0) -> None:
-        if self._supervisor is not None:
-            self._supervisor.cancel()
+        for task in [self._supervisor, *self._background]:
+            if task is None:
+                continue
+            task.cancel()
             try:
-                await self._supervisor
+                await task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping
                 pass
         await self.driver.close()
@@ -125,8 +144,52 @@ class Link:
     # ------------------------------------------------------------- commands
     async def handle(self, op: str, args: dict[str, str]) -> int | str:
         """The SOAP operation ``op``: never raises for a PABX problem, never waits past the timeout."""
-        step = self.commands.plan(op, args)
-        detail = ""
+        device = (args.get("device") or args.get("cDevice") or "").strip()
+        if op in ("AgentInService", "AgentOutOfService") and device:
+            # one device's monitor requests in the order Protheus sent them: a Close() is followed at
+            # once by a new AgentInService, whose MonitorStart must not overtake the MonitorStop
+            async with self._device_turn(device):
+                return await self._handle(op, args, device)
+        if op in ("SystemStatus", "selfTest") and not self._first_contact_done():
+            # just started, nobody in service: wait for the first try to reach the PABX, so that the
+            # "Teste" button right after a migration is told the truth, not a hopeful 0
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.timeout):
+                    await self._first_contact.wait()
+        return await self._handle(op, args, device)
+
+    def _first_contact_done(self) -> bool:
+        return self._first_contact is None or self._first_contact.is_set() or bool(self.switch.devices)
+
+    @contextlib.asynccontextmanager
+    async def _device_turn(self, device: str):
+        entry = self._locks.get(device)
+        if entry is None:
+            entry = self._locks[device] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[device]
+
+    async def _plan(self, op: str, args: dict[str, str]) -> Step:
+        if op == "AgentInService" and self.eventing_check is not None:
+            url = args.get("ipaddress", "").strip()
+            if url and not eventing_url_problem(url):
+                problem = await self.eventing_check(url)
+                if problem:
+                    return answer(int(Result.DISCONNECTED_LINK), problem)
+        return self.commands.plan(op, args)
+
+    async def _handle(self, op: str, args: dict[str, str], device: str) -> int | str:
+        step = await self._plan(op, args)
+        if op == "AgentOutOfService" and device:
+            # nothing more for it: what waits is dropped now, retries stop (docs/events.md)
+            self.delivery.forget(device)
+        detail = step.detail
         if step.request is None:
             value = step.done(None)
         else:
@@ -152,16 +215,25 @@ class Link:
         if self.commands.outbox:
             self.delivery.submit(self.commands.outbox)
             self.commands.outbox = []
-        device = (args.get("device") or args.get("cDevice") or "").strip()
+        if self.commands.resync_wanted:
+            wanted, self.commands.resync_wanted = sorted(self.commands.resync_wanted), set()
+            self._in_background(self._resync(wanted, agent=False))
         if self.registry is not None and op in PERSISTED_OPERATIONS and value == 0 and device:
             self._persist(device)
         if device and self.trace.on:
-            self.trace(device, f"CMD {op}({masked(args)}) -> {value!r}{f' ({detail})' if detail else ''}")
+            self.trace(device, f"CMD {op}({masked(args)}) -> {value!r}{f' ({clip(detail, 300)})' if detail else ''}")
         level = logging.DEBUG if op in QUIET_OPERATIONS and not detail else logging.INFO
+        if step.detail:
+            level = logging.WARNING    # refused by the gateway itself: the operator must hear why
         if log.isEnabledFor(level):
             log.log(level, "link %d: %s(%s) -> %r%s", self.link_id, op, masked(args), value,
-                    f" ({detail})" if detail else "")
+                    f" ({clip(detail, 300)})" if detail else "")
         return value
+
+    def _in_background(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # --------------------------------------------------------------- events
     def on_event(self, event: PabxEvent) -> None:
@@ -176,33 +248,68 @@ class Link:
 
     def event_urls(self) -> list[str]:
         """Every distinct Protheus eventing URL of the devices in service."""
-        return list(dict.fromkeys(u for d in self.switch.devices.values() for u in d.event_urls))
+        return list(dict.fromkeys(u for d in self.switch.devices.values() for u in d.sessions))
 
     def _release(self, device: str, url: str) -> None:
-        """Protheus answered 99 too many times in a row for ``device`` at ``url``: stop serving it there."""
+        """Protheus answered 99 too many times in a row for ``device`` at ``url``: stop serving it there,
+        and once no URL is left, release the device as an AgentOutOfService would."""
         dev = self.switch.device(device)
-        if dev is not None and url in dev.event_urls:
-            dev.event_urls.remove(url)
-            if not dev.event_urls:
-                dev.in_service = 0
-            if self.registry is not None:
-                self._persist(device)
+        if dev is None or url not in dev.sessions:
+            return
+        del dev.sessions[url]
+        if not dev.sessions:
+            self.switch.release(device)
+            self.delivery.forget(device)
+            if dev.monitored:
+                self._in_background(self._stop_monitor(device))
+        if self.registry is not None:
+            self._persist(device)
+
+    async def _stop_monitor(self, device: str) -> None:
+        async with self._device_turn(device):
+            if self.switch.is_in_service(device):
+                return          # taken again meanwhile
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self.driver.execute(MonitorStop(device))
+            except (PabxError, TimeoutError) as e:
+                log.info("link %d: could not stop monitoring %s at the PABX (%s)", self.link_id, device,
+                         getattr(e, "detail", "") or "no answer")
+
+    async def _check_restored_urls(self) -> None:
+        """Restored eventing URLs that the site's eventing_allow no longer allows are dropped."""
+        for dev in list(self.switch.devices.values()):
+            for url in list(dev.sessions):
+                problem = await self.eventing_check(url)
+                if problem:
+                    log.warning("link %d: %s no longer sends events to %s (%s)", self.link_id, dev.name,
+                                url, problem)
+                    del dev.sessions[url]
+            if not dev.sessions:
+                self.switch.release(dev.name)
+            self._persist(dev.name)
 
     def _persist(self, device: str) -> None:
         """Store what must survive a restart, when it changed: who holds the device in service, where its
         events go, who is logged on it with which groups. Ready/paused is read back by the resync after a
-        restart, so an agent toggling it (from Protheus or on the phone) costs no disk write."""
-        dev = self.switch.device(device)
-        if dev is None or self.registry is None:
+        restart, so an agent toggling it (from Protheus or on the phone) costs no disk write. A device
+        released by Protheus is forgotten."""
+        if self.registry is None:
             return
-        agent = dev.agent
-        key = (dev.wire_name, tuple(dev.event_urls), dev.in_service,
-               (agent.agent_id, agent.groups, agent.state is AgentState.LOGGED_OFF) if agent else None)
+        dev = self.switch.device(device)
+        agent = dev.agent if dev is not None else None
+        key = None if dev is None else (
+            tuple(dev.sessions.items()), dev.wire_name, dev.in_service, dev.monitored,
+            (agent.agent_id, agent.groups, agent.state is AgentState.LOGGED_OFF) if agent else None)
         if self._saved.get(device) == key:
             return
-        self._saved[device] = key
         try:
-            self.registry.save(self.link_id, dev)
+            if dev is None:
+                self.registry.forget(self.link_id, device)
+                self._saved.pop(device, None)
+            else:
+                self.registry.save(self.link_id, dev)
+                self._saved[device] = key
         except Exception:  # noqa: BLE001 - a full disk must not stop the telephony
             log.exception("link %d: could not store %s in the registry %s; a restart would forget it",
                           self.link_id, device, self.registry.path)
@@ -226,6 +333,8 @@ class Link:
                     self._wake.clear()
                     if self.health.up:
                         await self._keepalive()
+                    if self.health.up:
+                        await self._monitor_pending()
                     if self.health.up:
                         await self._check_quiet_calls()
                 else:
@@ -259,7 +368,7 @@ class Link:
 
     async def _reconnect(self) -> bool:
         """Register the listener and monitors again, then resync every device in service."""
-        devices = sorted(d.name for d in self.switch.devices.values() if d.in_service > 0)
+        devices = sorted(self.switch.devices)
         started = time.monotonic()
         try:
             refused = await self.driver.reconnect(devices)
@@ -274,12 +383,57 @@ class Link:
         if was_down:
             log.info("link %d: PABX link back after %.1f s; resyncing %d device(s)", self.link_id, down_for,
                      len(devices))
+        for name in refused:
+            self._refused_at_monitor(name)
+        self._monitored([d for d in devices if d not in refused])
         notes = await self._resync([d for d in devices if d not in refused])
+        await self._monitor_pending()
         self.resyncs += 1
         self.last_resync_seconds = time.monotonic() - started
         log.info("link %d: resync done in %.2f s, %d event(s) sent to Protheus to catch up", self.link_id,
                  self.last_resync_seconds, notes)
         return True
+
+    def _monitored(self, names: list[str]) -> None:
+        """The PABX monitors these now: INSERVICE to the sessions that waited for it."""
+        for name in names:
+            dev = self.switch.device(name)
+            if dev is not None and not dev.monitored:
+                dev.monitored = True
+                self.delivery.submit(self.commands.notifier.in_service_owed(dev))
+                log.info("link %d: %s monitored now that the PABX answers; INSERVICE sent to its %d "
+                         "Protheus session URL(s)", self.link_id, name, len(dev.sessions))
+                self._persist(name)
+
+    def _refused_at_monitor(self, name: str) -> None:
+        dev = self.switch.device(name)
+        if dev is None:
+            return
+        if not dev.monitored:
+            log.warning("link %d: the PABX refused to monitor %s, which Protheus put in service while the "
+                        "PABX was away; its call listener gets no events. Check the extension in Protheus "
+                        "(it must exist at the PABX), then have the user open the station again",
+                        self.link_id, name)
+        self.switch.release(name)
+        self.delivery.forget(name)
+        self._persist(name)
+
+    async def _monitor_pending(self) -> None:
+        """Devices put in service while a reconnect was under way: monitor them now."""
+        for name in [d.name for d in self.switch.devices.values() if not d.monitored]:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self.driver.execute(MonitorStart(name))
+            except TimeoutError:
+                self._down(f"no answer from the PABX within {self.timeout:g} s")
+                return
+            except PabxUnavailable as e:
+                self._down(e.detail)
+                return
+            except PabxError:
+                self._refused_at_monitor(name)
+                continue
+            self._monitored([name])
 
     async def _resync(self, devices: list[str], agent: bool = True) -> int:
         sent = 0

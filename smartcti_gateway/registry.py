@@ -1,15 +1,20 @@
 """What Protheus told the gateway, kept in SQLite so that a restart or a crash loses none of it.
 
-Per link and device: the device string as Protheus wrote it, its eventing
-URLs, how many Protheus processes hold it in service, the agent and groups
-logged on it. Written before the SOAP answer that changed it. Passwords are
-never stored. At start the links are rebuilt from it, then checked against
-the PABX (resync).
+Per link and device in service: the spelling of the device of each Protheus session and its eventing
+URL, how many AgentInService came, whether the PABX monitors it yet, the agent and groups logged on
+it. Written before the SOAP answer that changed it; a device released by Protheus is deleted.
+Passwords are never stored. At start the links are rebuilt from it, then checked against the PABX
+(resync).
+
+One gateway owns a state file at a time: a second one started with the same file (two configs in one
+folder, or the same config twice) is refused with a message naming the owner, instead of both
+restoring each other's devices.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 from pathlib import Path
 
@@ -28,45 +33,91 @@ CREATE TABLE IF NOT EXISTS devices (
     agent_id TEXT,
     agent_groups TEXT,
     agent_state TEXT,
+    monitored INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (link_id, name)
 )
 """
 
 
+class RegistryInUse(RuntimeError):
+    """Another gateway process holds the state file."""
+
+
+class _Lock:
+    """An exclusive lock on ``<state file>.lock``, released by the OS when the process dies (kill -9)."""
+
+    def __init__(self, path: Path, owner: str):
+        self.path = path
+        self.file = open(path, "a+", encoding="utf-8")
+        try:
+            if os.name == "nt":  # pragma: no cover - Windows
+                import msvcrt
+                self.file.seek(0)
+                msvcrt.locking(self.file.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+                fcntl.flock(self.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.file.seek(0)
+            holder = self.file.read(300).strip() or "another process"
+            self.file.close()
+            raise RegistryInUse(holder) from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"pid {os.getpid()}, config {owner or '(none)'}\n")
+        self.file.flush()
+
+    def release(self) -> None:
+        self.file.close()
+
+
 class Registry:
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, owner: str = ""):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock = _Lock(self.path.with_name(self.path.name + ".lock"), owner)
+        except RegistryInUse as e:
+            raise RegistryInUse(
+                f"the state file {self.path} is in use by another smartcti-gateway ({e}). Two gateways "
+                f"must not share it: each would restore the other's devices. Stop the other one, or give "
+                f"this config its own state_file") from None
         # isolation_level=None: every statement commits at once; WAL makes that cheap and crash-safe
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(_SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(devices)")}
+        if "monitored" not in columns:   # a state file of an earlier version
+            self.db.execute("ALTER TABLE devices ADD COLUMN monitored INTEGER NOT NULL DEFAULT 1")
         self.writes = 0
 
     def save(self, link_id: int, dev: Device) -> None:
-        """Store ``dev`` as it is now, or forget it once no Protheus process holds it and no agent is on it."""
+        """Store ``dev`` as it is now."""
         agent = dev.agent if dev.agent is not None and dev.agent.state is not AgentState.LOGGED_OFF else None
-        if dev.in_service == 0 and agent is None:
-            self.db.execute("DELETE FROM devices WHERE link_id = ? AND name = ?", (link_id, dev.name))
-        else:
-            self.db.execute(
-                "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (link_id, dev.name, dev.wire_name, json.dumps(dev.event_urls), dev.in_service,
-                 agent.agent_id if agent else None, ",".join(agent.groups) if agent else None,
-                 agent.state.value if agent else None))
+        self.db.execute(
+            "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (link_id, dev.name, dev.wire_name, json.dumps(list(dev.sessions.items())), dev.in_service,
+             agent.agent_id if agent else None, ",".join(agent.groups) if agent else None,
+             agent.state.value if agent else None, 1 if dev.monitored else 0))
+        self.writes += 1
+
+    def forget(self, link_id: int, name: str) -> None:
+        """Protheus released the device: nothing of it is restored any more."""
+        self.db.execute("DELETE FROM devices WHERE link_id = ? AND name = ?", (link_id, name))
         self.writes += 1
 
     def restore(self, link_id: int, switch: Switch) -> list[Device]:
         """Put the link's stored devices back into ``switch``; returns them."""
         rows = self.db.execute(
-            "SELECT name, wire_name, event_urls, in_service, agent_id, agent_groups, agent_state "
-            "FROM devices WHERE link_id = ? ORDER BY name", (link_id,)).fetchall()
+            "SELECT name, wire_name, event_urls, in_service, agent_id, agent_groups, agent_state, monitored "
+            "FROM devices WHERE link_id = ? AND in_service > 0 ORDER BY name", (link_id,)).fetchall()
         restored = []
-        for name, wire, urls, in_service, agent_id, groups, state in rows:
-            dev = switch.ensure_device(name, wire)
-            dev.event_urls = [u for u in json.loads(urls) if isinstance(u, str)]
+        for name, wire, urls, in_service, agent_id, groups, state, monitored in rows:
+            dev = switch.put_in_service(name, wire, "")
+            dev.sessions = dict(_sessions(json.loads(urls), wire))
             dev.in_service = int(in_service)
+            dev.monitored = bool(monitored)
             if agent_id is not None:
                 dev.agent = Agent(agent_id, tuple(g for g in (groups or "").split(",") if g),
                                   AgentState(state) if state else AgentState.LOGGED_ON)
@@ -75,3 +126,15 @@ class Registry:
 
     def close(self) -> None:
         self.db.close()
+        self._lock.release()
+
+
+def _sessions(stored: object, wire: str) -> list[tuple[str, str]]:
+    """[(url, spelling)] from what was stored: pairs, or (an earlier version) bare URLs of one spelling."""
+    out = []
+    for item in stored if isinstance(stored, list) else []:
+        if isinstance(item, str):
+            out.append((item, wire))
+        elif isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item):
+            out.append((item[0], item[1]))
+    return out

@@ -4,6 +4,7 @@ import pytest
 from smartcti_gateway.core import pabx as p
 from smartcti_gateway.core.codes import Result
 from smartcti_gateway.core.commands import Commands, split_groups
+from smartcti_gateway.core.health import LinkHealth
 from smartcti_gateway.core.model import Switch
 from smartcti_gateway.core.operations import OPERATIONS
 
@@ -45,25 +46,87 @@ def test_agent_in_service_monitors_once_and_counts_processes():
     assert dev.in_service == 2
     assert dev.event_urls == ["http://protheus:8080/ws/SMARTCTIWSEVENTING.apw",
                               "http://other:8080/ws/SMARTCTIWSEVENTING.apw"]
-    req, value = run(c, "AgentOutOfService", device="2001")
-    assert req is None and value == 0 and dev.in_service == 1
+
+
+def test_one_agent_out_of_service_releases_the_device():
+    """smartcti.md §10.1: two AgentInService per user, one AgentOutOfService when none is left."""
+    c = make()
+    in_service(c)
+    in_service(c)                                  # main session and listener
     req, value = run(c, "AgentOutOfService", device="2001")
     assert req == p.MonitorStop("2001") and value == 0
-    assert dev.in_service == 0 and dev.event_urls == []
+    assert c.switch.device("2001") is None         # forgotten, its events with it
+    req, value = run(c, "AgentOutOfService", device="2001")
+    assert req is None and value == 0              # already released: nothing to ask the PABX
+    # Close() is followed at once by a new AgentInService: the device is taken again
+    req, value = in_service(c)
+    assert req == p.MonitorStart("2001") and value == 0 and c.switch.device("2001").in_service == 1
 
 
 def test_agent_in_service_refused_by_pabx_leaves_no_device():
     c = make()
-    req, value = run(c, "AgentInService", error=p.PabxError(Result.INVALID_DEVICE), device="9999", ipaddress="x")
+    req, value = run(c, "AgentInService", error=p.PabxError(Result.INVALID_DEVICE), device="9999",
+                     ipaddress="http://protheus:8080/ws/SMARTCTIWSEVENTING.apw")
     assert value == 18 and c.switch.device("9999") is None
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "not a url", "ftp://protheus/x", "gopher://h:70/",
+                                 "http://", "http:///etc/passwd", "javascript:alert(1)", "/etc/passwd",
+                                 "C:\\temp\\x.apw", "HTTP//protheus/x"])
+def test_agent_in_service_refuses_what_is_not_an_http_url(url):
+    c = make()
+    step = c.plan("AgentInService", {"device": "2001", "ipaddress": url})
+    assert step.request is None and step.done(None) == 16
+    assert "is not an http:// or https:// URL" in step.detail and "MV_TKCTIEV" in step.detail
+    assert c.switch.device("2001") is None and c.outbox == []
+
+
+@pytest.mark.parametrize("url", ["http://protheus:8080/ws/SMARTCTIWSEVENTING.apw", "HTTPS://10.0.0.9/x.apw",
+                                 " http://protheus/ws/SMARTCTIWSEVENTING.apw?WSDL "])
+def test_agent_in_service_takes_http_and_https_urls(url):
+    step = make().plan("AgentInService", {"device": "2001", "ipaddress": url})
+    assert step.request == p.MonitorStart("2001") and not step.detail
 
 
 def test_agent_in_service_keeps_the_device_string_as_sent():
     c = make()
-    step = c.plan("AgentInService", {"device": " 2001 ", "ipaddress": "u"})
+    step = c.plan("AgentInService", {"device": " 2001 ", "ipaddress": "http://protheus/ev"})
     assert step.request == p.MonitorStart("2001")
     step.done(None)
     assert c.switch.device("2001").wire_name == " 2001 "
+
+
+def test_each_session_keeps_its_own_spelling_of_the_device():
+    """Seen: one AgentInService for ' 2001 ' relabelled every event of the '2001' sessions."""
+    c = make()
+    for i in range(4):
+        run(c, "AgentInService", device="2001", ipaddress=f"http://p{i}/ev")
+    run(c, "AgentInService", device=" 2001 ", ipaddress="http://odd/ev")
+    notes = c.notifier.on_pabx_event(p.CallEvent(p.CallEventType.HELD, "2001", "C1"))
+    assert sorted((n.cdevice, n.urls) for n in notes) == [
+        (" 2001 ", ("http://odd/ev",)), ("2001", ("http://p0/ev", "http://p1/ev", "http://p2/ev", "http://p3/ev"))]
+
+
+def test_agent_in_service_while_the_pabx_is_down_is_taken_and_owes_inservice():
+    """smartcti.md §10.4: Connect() never retries; a refusal leaves the user without CTI."""
+    c = make()
+    c.health = LinkHealth(grace=30, clock=lambda: 0.0)
+    c.health.failed("refused")
+    req, value = in_service(c)
+    assert req is None and value == 0
+    dev = c.switch.device("2001")
+    assert dev.monitored is False and c.outbox == []         # INSERVICE only once it is monitored
+    # up, but the monitor request is the one that finds the PABX gone: the same
+    c2 = make()
+    step = c2.plan("AgentInService", {"device": "2001", "ipaddress": "http://p/ev"})
+    assert step.failed(p.PabxUnavailable(Result.OUT_OF_SERVICE, "refused")) == 0
+    assert c2.switch.device("2001").monitored is False and c2.outbox == []
+    # a second session while still waiting is answered alone and waits too
+    step = c2.plan("AgentInService", {"device": "2001", "ipaddress": "http://listener/ev"})
+    assert step.request is None and step.done(None) == 0
+    assert c2.switch.device("2001").in_service == 2 and c2.outbox == []
+    owed = c2.notifier.in_service_owed(c2.switch.device("2001"))
+    assert [(n.name, n.urls) for n in owed] == [("INSERVICE", ("http://p/ev", "http://listener/ev"))]
 
 
 def test_empty_device_is_invalid_without_asking_the_pabx():
@@ -152,11 +215,23 @@ def test_call_commands_name_the_right_call():
 
 
 def test_system_status():
+    # answered from the link's health (keep-alives judge it), never by a PABX round trip of its own
     c = make()
-    assert run(c, "SystemStatus", reply=None) == (p.QuerySystemStatus(), 0)
-    _, value = run(c, "SystemStatus", error=p.PabxUnavailable(Result.OUT_OF_SERVICE, "refused"))
-    assert value == 22
+    assert run(c, "SystemStatus") == (None, 0)
+    assert run(c, "selfTest") == (None, 0)
     assert run(c, "showVersion") == (None, "smartcti-gateway test")
+
+
+def test_system_status_tells_the_truth_when_no_listener_can_be_closed():
+    clock = [0.0]
+    c = make()
+    c.health = LinkHealth(grace=30, clock=lambda: clock[0])
+    c.health.failed("refused")
+    assert run(c, "SystemStatus") == (None, 22)     # nobody in service: the "Teste" button hears it at once
+    in_service(c)
+    assert run(c, "SystemStatus") == (None, 0)      # listeners exist: the grace period protects them
+    clock[0] = 31
+    assert run(c, "SystemStatus") == (None, 22)
 
 
 @pytest.mark.parametrize("state,code", [
@@ -167,15 +242,42 @@ def test_query_agent_state_codes(state, code):
 
 
 def test_query_agent_state_never_answers_a_non_state():
+    clock = [0.0]
     c = make()
+    c.health = LinkHealth(grace=30, clock=lambda: clock[0])
     in_service(c)
     run(c, "Logon", device="2001", agentID="1234", groupID="701")
     run(c, "NotReady", device="2001")
+    # the poll that discovers the fault is answered as the grace period says (smartcti.md §10.3); the link
+    # marks itself down before the step's failure is read, as Link.handle does
+    c.health.failed("refused")
+    assert run(c, "queryAgentState", error=p.PabxUnavailable(Result.OUT_OF_SERVICE), cDevice="2001")[1] == 30
+    assert run(c, "queryAgentState", error=p.PabxUnavailable(Result.INTERNAL_ERROR), cDevice="2001")[1] == 30
+    clock[0] = 31
     assert run(c, "queryAgentState", error=p.PabxUnavailable(Result.OUT_OF_SERVICE), cDevice="2001")[1] == 16
     assert run(c, "queryAgentState", error=p.PabxUnavailable(Result.INTERNAL_ERROR), cDevice="2001")[1] == 16
     # a refusal is not a lost link: answer the state we know
+    c.health.ok()
     assert run(c, "queryAgentState", error=p.PabxError(Result.INVALID_DEVICE), cDevice="2001")[1] == 30
     assert run(c, "queryAgentState", error=p.PabxError(Result.INVALID_DEVICE), cDevice="2009")[1] == 25
+
+
+def test_query_agent_state_busy_comes_from_the_calls():
+    """One source of truth: what queryAgentState answers is what the page shows and /metrics counts."""
+    c = make()
+    in_service(c)
+    run(c, "Logon", device="2001", agentID="1234", groupID="701")
+    run(c, "Ready", device="2001")
+    c.notifier.on_pabx_event(p.CallEvent(p.CallEventType.DELIVERED, "2001", "C1", calling="4830000000"))
+    c.notifier.on_pabx_event(p.CallEvent(p.CallEventType.ESTABLISHED, "2001", "C1"))
+    assert c.switch.agent_state("2001") is p.AgentState.BUSY
+    assert run(c, "queryAgentState", reply=p.AgentInfo(p.AgentState.BUSY, "1234"), cDevice="2001")[1] == 29
+    assert c.switch.device("2001").agent.state is p.AgentState.READY    # the agent's own state is kept
+    c.notifier.on_pabx_event(p.CallEvent(p.CallEventType.CONNECTION_CLEARED, "2001", "C1"))
+    assert run(c, "queryAgentState", reply=p.AgentInfo(p.AgentState.READY, "1234"), cDevice="2001")[1] == 28
+    # the PABX says busy, the model knows no call: a call event was missed; the link reads the calls again
+    assert run(c, "queryAgentState", reply=p.AgentInfo(p.AgentState.BUSY, "1234"), cDevice="2001")[1] == 28
+    assert c.resync_wanted == {"2001"}
 
 
 def test_get_info_cham_ativ_formats():
@@ -198,7 +300,23 @@ def test_get_info_cham_ativ_fills_every_field():
     _, value = run(c, "GetInfoChamAtiv", reply=[p.CallInfo("X", CS.ALERTING)], cDevice="2001")
     fields = value.split("#")
     assert len(fields) == 12 and all(f.strip() for f in fields)
-    assert fields[8] == "0"  # DAC group, numeric for Val()
+    assert fields[8] == "0"  # DAC group, numeric for Val(): no group, no DNIS
+
+
+@pytest.mark.parametrize("group,dnis,field9", [
+    ("701", "7001", "701"),               # the PABX's group
+    ("", "7001", "7001"),                 # none: what Protheus computes from the DNIS itself
+    ("", "08007001234", "1234"),          # Val(last five characters of Str(Val(DNIS)))
+    ("", "4832817001", "17001"),
+    ("", "48 3281-7001", "48"),           # Val() stops at the first non-digit
+    ("", "", "0"),
+    ("DAC-1", "7002", "7002"),            # a group Val() cannot read: the DNIS fallback
+])
+def test_get_info_cham_ativ_field_9_is_what_protheus_would_record(group, dnis, field9):
+    """smartcti.md §10.5: field 9 cannot be empty, and a placeholder 0 records ACD group 0."""
+    _, value = run(make(), "GetInfoChamAtiv", reply=[p.CallInfo("X", CS.CONNECTED, called=dnis, group=group)],
+                   cDevice="2001")
+    assert value.split("#")[8] == field9
 
 
 def test_get_call_list():

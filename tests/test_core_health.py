@@ -1,6 +1,8 @@
 """Link health, resync translation and the registry, without sockets (injected clocks)."""
 from unittest import mock
 
+import pytest
+
 from smartcti_gateway.core import pabx as p
 from smartcti_gateway.core.commands import Commands
 from smartcti_gateway.core.health import LinkHealth
@@ -70,7 +72,7 @@ def test_commands_while_down_fail_fast_but_protheus_is_told_only_after_grace():
     assert planned(c, "selfTest") == (None, 22)
     assert planned(c, "queryAgentState", cDevice="2001") == (None, 16)
     c.health.ok()
-    assert planned(c, "SystemStatus")[0] == p.QuerySystemStatus()
+    assert planned(c, "SystemStatus") == (None, 0)      # from the link's health, no PABX round trip
 
 
 def test_resync_tells_protheus_what_changed_while_it_could_not_hear():
@@ -133,11 +135,47 @@ def test_registry_round_trip_and_forgetting(tmp_path):
     assert (restored.agent.agent_id, restored.agent.groups, restored.agent.state) == \
         ("1234", ("701", "702"), p.AgentState.LOGGED_ON)
     assert restored.agent.password == ""
-    fresh.take_out_of_service("2001")
-    fresh.take_out_of_service("2001")
-    reg.save(1, restored)                 # out of service but the agent is still logged on: kept
-    assert len(reg.restore(1, Switch())) == 1
     restored.agent.state = p.AgentState.LOGGED_OFF
-    reg.save(1, restored)                 # nothing left to remember
+    reg.save(1, restored)                 # logged off, still in service: kept
+    assert len(reg.restore(1, Switch())) == 1
+    assert fresh.release("2001") is restored
+    reg.forget(1, "2001")                 # one AgentOutOfService: nothing left to remember
     assert reg.restore(1, Switch()) == []
     assert [d.name for d in reg.restore(2, Switch())] == ["3001"]
+
+
+def test_registry_keeps_each_spelling_and_whether_the_pabx_monitors_the_device(tmp_path):
+    reg = Registry(tmp_path / "state.sqlite")
+    sw = Switch()
+    sw.put_in_service("2001", "2001", "http://a/ev")
+    dev = sw.put_in_service("2001", " 2001 ", "http://b/ev")
+    dev.monitored = False                 # taken while the PABX was away: INSERVICE still owed
+    reg.save(1, dev)
+    reg.close()
+    (restored,) = Registry(tmp_path / "state.sqlite").restore(1, Switch())
+    assert restored.sessions == {"http://a/ev": "2001", "http://b/ev": " 2001 "}
+    assert restored.monitored is False
+
+
+def test_registry_reads_a_state_file_of_the_earlier_version(tmp_path):
+    import sqlite3
+    db = sqlite3.connect(tmp_path / "old.sqlite")
+    db.execute("CREATE TABLE devices (link_id INTEGER NOT NULL, name TEXT NOT NULL, wire_name TEXT NOT NULL, "
+               "event_urls TEXT NOT NULL, in_service INTEGER NOT NULL, agent_id TEXT, agent_groups TEXT, "
+               "agent_state TEXT, PRIMARY KEY (link_id, name))")
+    db.execute("INSERT INTO devices VALUES (1, '2001', ' 2001', '[\"http://a/ev\"]', 2, '1234', '701', 'ready')")
+    db.commit()
+    db.close()
+    (restored,) = Registry(tmp_path / "old.sqlite").restore(1, Switch())
+    assert (restored.sessions, restored.in_service, restored.monitored) == ({"http://a/ev": " 2001"}, 2, True)
+
+
+def test_a_second_gateway_cannot_take_the_same_state_file(tmp_path):
+    from smartcti_gateway.registry import RegistryInUse
+    first = Registry(tmp_path / "state.sqlite", owner="/etc/smartcti/a.yaml")
+    with pytest.raises(RegistryInUse) as e:
+        Registry(tmp_path / "state.sqlite", owner="/etc/smartcti/b.yaml")
+    assert "in use by another smartcti-gateway (pid" in str(e.value) and "a.yaml" in str(e.value)
+    assert "give this config its own state_file" in str(e.value)
+    first.close()
+    Registry(tmp_path / "state.sqlite").close()    # free again once the first one stopped

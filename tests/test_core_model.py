@@ -118,11 +118,15 @@ def test_snapshot_replaces_known_calls():
     assert states(sw, "NEW") == {"2001": CS.CONNECTED, "4830000000": CS.CONNECTED}
 
 
-def test_out_of_service_counts():
-    sw = switch("2001")
+def test_out_of_service_releases_at_once():
+    sw = switch("2001", "2002")
     sw.put_in_service("2001", "2001", "http://protheus/2001")
-    assert sw.device("2001").event_urls == ["http://protheus/2001"]
-    assert sw.take_out_of_service("2001") is False
-    assert sw.take_out_of_service("2001") is True
-    assert sw.take_out_of_service("2001") is False  # already out: no underflow
-    assert sw.take_out_of_service("nope") is False
+    assert sw.device("2001").event_urls == ["http://protheus/2001"] and sw.device("2001").in_service == 2
+    sw.apply(p.CallEvent(E.DELIVERED, "2001", "C1", other_device="2002"))
+    sw.apply(p.CallEvent(E.DELIVERED, "2002", "C1"))
+    dev = sw.device("2001")
+    assert sw.release("2001") is dev              # however many AgentInService came before
+    assert sw.device("2001") is None and not sw.is_in_service("2001")
+    assert "2001" not in sw.calls["C1"].connections and sw.device("2002").calls == ["C1"]
+    assert sw.release("2001") is None and sw.release("nope") is None
+    assert sw.apply(p.CallEvent(E.ESTABLISHED, "2001", "C1")) is None   # its events are not looked at

@@ -221,7 +221,8 @@ def test_consultation_then_transfer():
         N("SERVICEINITIATED", "2001", "C2", "2001", ""),
         N("ORIGINATED", "2001", "C2", "2001", "2002"),
         N("RINGING", "2001", "C2", "2001", "2002", "3|2001", 2),
-        N("RINGING", "2002", "C2", "2001", "2002", "3|2001", 1),
+        # a colleague's consultation rings at 2002: no customer screen there (smartcti.md §10.6)
+        N("RINGING", "2002", "C2", "2001", "2002", "3|2001", 2),
         N("ANSWERED", "2002", "C2", "2001", "2002"),
         N("ANSWERED", "2001", "C2", "2001", "2002"),
     ]
@@ -403,17 +404,16 @@ def test_cdevice_is_echoed_as_protheus_wrote_it():
 
 def test_devices_not_in_service_or_without_urls_get_nothing():
     switch = Switch()
-    switch.ensure_device("2001")                 # known, never in service
     switch.put_in_service("2002", "2002", "")    # in service, but Protheus gave no URL
     switch.put_in_service("2003", "2003", URL)
-    switch.take_out_of_service("2003")           # in service once, now released
+    switch.release("2003")                       # in service once, now released
     n = Notifier(switch)
-    for dev in ("2001", "2002", "2003", "9999"):
+    for dev in ("2002", "2003", "9999"):
         assert n.on_pabx_event(ev(E.DELIVERED, dev, "C" + dev, calling=ANI, called="7001")) == []
         assert n.on_pabx_event(p.AgentEvent(A.READY, dev, "1", ("500",))) == []
-    # the model is still updated for known devices (e.g. a later snapshot or in-service)
-    assert switch.devices["2001"].calls == ["C2001"]
-    assert "9999" not in switch.devices
+    # the model is still updated for devices in service
+    assert switch.devices["2002"].calls == ["C2002"]
+    assert "9999" not in switch.devices and "2003" not in switch.devices
 
 
 def test_two_urls_give_one_notification_with_both():
@@ -502,9 +502,10 @@ def test_agent_in_service_puts_inservice_in_the_outbox():
     step = c.plan("AgentInService", {"device": "2001", "ipaddress": URL2})
     assert step.request is None and step.done(None) == 0
     assert c.outbox[1:] == [Notification("INSERVICE", "2001", "2001", (), (URL2,))]
-    # and events now go to both URLs
+    # and events now go to both URLs, each with the spelling its session sent (smartcti.md §3.4)
     out = c.notifier.on_pabx_event(ev(E.HELD, "2001", "C1"))
-    assert out == [N("HELD", "2001", "C1", "", "", cdevice="2001", urls=(URL, URL2))]
+    assert out == [N("HELD", "2001", "C1", "", "", cdevice=" 2001 ", urls=(URL,)),
+                   N("HELD", "2001", "C1", "", "", cdevice="2001", urls=(URL2,))]
 
 
 def test_agent_in_service_refused_or_without_url_owes_nothing():
@@ -514,4 +515,82 @@ def test_agent_in_service_refused_or_without_url_owes_nothing():
     assert c.outbox == []
     step = c.plan("AgentInService", {"device": "2001", "ipaddress": ""})
     step.done(None)
+    assert c.outbox == []
+
+
+# ----------------------------------------------- findings of smartcti.md §10
+def test_internal_call_rings_without_a_customer_screen():
+    """RINGING with callType 1 or 3 pops a customer screen (§10.6): not for a colleague's call."""
+    n = setup("2001", "2002")
+    out = n.on_pabx_event(ev(E.DELIVERED, "2002", "C1", calling="2001", called="2002", direction=D.INTERNAL))
+    assert out == [N("RINGING", "2002", "C1", "2001", "2002", "3|2001", 2)]
+    # a PABX that does not say "internal": the caller is an extension this link serves
+    out = n.on_pabx_event(ev(E.DELIVERED, "2002", "C3", calling="2001", called="2002"))
+    assert out[0].values[-1] == 2
+    # an outside caller still pops
+    out = n.on_pabx_event(ev(E.DELIVERED, "2002", "C4", calling=ANI, called="7001"))
+    assert out[0].values[-1] == 1
+
+
+def test_a_colleague_transferred_to_another_rings_without_a_customer_screen():
+    n = setup("2001", "2002", "2003")
+    n.on_pabx_event(ev(E.DELIVERED, "2002", "C2", calling="2001", called="2002", direction=D.INTERNAL))
+    out = n.on_pabx_event(ev(E.TRANSFERRED, "2002", "C1", calling="2003", called="2001", other_device="2002",
+                             old_call_id="C2"))
+    assert [x.name for x in out] == ["CONNECTIONCLEARED", "RINGING", "ANSWERED"] and out[1].values[-1] == 2
+
+
+@pytest.mark.parametrize("cause,sent", [
+    (Result.INVALID_PHONE_NUMBER, 2), (Result.INTERCEPT, 2), (Result.NO_DIAL_TONE, 8), (Result.OUT_OF_SERVICE, 8),
+    (Result.BUSY, 10), (Result.NO_ANSWER, 11), (Result.DESTINATION_TALK_OFF, 11), (Result.ANSWER_MACHINE, 25),
+    (Result.FAX_MACHINE, 25), (Result.PARK_AREA_FULL, 20), (Result.UNKNOWN_ERROR, 99), (Result.INTERNAL_ERROR, 24),
+])
+def test_callfailure_causes_are_those_protheus_has_a_message_for(cause, sent):
+    """§10.7: the listeners word 2, 8, 10, 11, 20 and 25 (25 = voicemail); others read "unexpected"."""
+    n = setup("2001")
+    n.on_pabx_event(ev(E.ORIGINATED, "2001", "C9", calling="2001", called=ANI))
+    out = n.on_pabx_event(ev(E.FAILED, "2001", "C9", cause=cause))
+    assert out == [N("CALLFAILURE", "2001", "C9", "2001", ANI, sent)]
+
+
+def _agent_on(n: Notifier, state=A.READY):
+    n.switch.devices["2001"].agent = None
+    n.on_pabx_event(p.AgentEvent(A.LOGGED_ON, "2001", "1234", ("701",)))
+    if state is not None:
+        n.on_pabx_event(p.AgentEvent(state, "2001", "1234", ("701",)))
+
+
+@pytest.mark.parametrize("echo", ["after", "before", "never"])
+@pytest.mark.parametrize("op,state,event", [("Ready", A.READY, "READY"), ("NotReady", A.NOT_READY, "NOTREADY")])
+def test_ready_and_not_ready_are_confirmed_exactly_once(op, state, event, echo):
+    """§10.2: the listener's Pausa/Disponível button moves only on READY/NOTREADY events."""
+    c = Commands(Switch(), "test")
+    c.plan("AgentInService", {"device": "2001", "ipaddress": URL}).done(None)
+    c.plan("Logon", {"device": "2001", "agentID": "1234", "groupID": "701"}).done(None)
+    c.outbox.clear()
+    step = c.plan(op, {"device": "2001"})
+    told = []
+    if echo == "before":       # the PABX's event overtook the command's answer
+        told += c.notifier.on_pabx_event(p.AgentEvent(state, "2001", "1234", ("701",)))
+    assert step.done(None) == 0
+    told += c.outbox
+    if echo == "after":
+        told += c.notifier.on_pabx_event(p.AgentEvent(state, "2001", "1234", ("701",)))
+    assert [x.name for x in told] == [event]
+    assert told[0].values == ("1234", "701")
+    # the same command again (the button out of step): told again, once
+    c.outbox.clear()
+    c.plan(op, {"device": "2001"}).done(None)
+    assert [x.name for x in c.outbox] == [event]
+    # a change on the phone afterwards is told as always
+    other = A.NOT_READY if state is A.READY else A.READY
+    assert [x.name for x in c.notifier.on_pabx_event(p.AgentEvent(other, "2001", "1234", ("701",)))] == \
+        ["NOTREADY" if event == "READY" else "READY"]
+
+
+def test_a_refused_ready_is_not_confirmed():
+    c = Commands(Switch(), "test")
+    c.plan("AgentInService", {"device": "2001", "ipaddress": URL}).done(None)
+    c.outbox.clear()
+    assert c.plan("Ready", {"device": "2001"}).failed(p.PabxError(Result.INVALID_USER)) == 1
     assert c.outbox == []

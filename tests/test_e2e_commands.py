@@ -74,9 +74,11 @@ def test_agent_in_service_and_wrong_device(gw):
     assert gw.code("AgentInService", device="", ipaddress=gw.events_url) == 18
     dev = gw.in_loop(lambda: gw.link().switch.device("2001"))
     assert dev.in_service == 2 and dev.event_urls == [gw.events_url]
+    # one AgentOutOfService releases it, whatever number of AgentInService came (smartcti.md §10.1)
     assert gw.code("AgentOutOfService", device="2001") == 0
+    assert gw.in_loop(lambda: gw.link().switch.device("2001")) is None
+    assert all("2001" not in ch["devices"] for ch in gw.sim_state()["channels"].values())   # monitor stopped
     assert gw.code("AgentOutOfService", device="2001") == 0
-    assert gw.in_loop(lambda: gw.link().switch.device("2001").in_service) == 0
 
 
 # ------------------------------------------------------------------ agent
@@ -285,9 +287,10 @@ def test_pabx_down_fails_fast_and_reports_it():
 def check_pabx_down(gw):
     logged_on(gw)
     gw.run(gw.gateway._sim_runner.cleanup())   # the NGC goes away
+    # SystemStatus does not ask the PABX: a request that does finds it gone (and with no grace, says so)
+    assert gw.code("queryAgentState", cDevice="2001") == 16
     assert gw.code("SystemStatus") == 22
     assert gw.code("selfTest") == 22
-    assert gw.code("queryAgentState", cDevice="2001") == 16
     assert gw.code("MakeCall", device="2001", telephoneNumber="4832810000") == 22
     assert gw.code("Hold", device="2001") == 22
     assert gw.call("GetInfoChamAtiv", cDevice="2001") == "CMD#INFOCHAMATIV#22#2001"

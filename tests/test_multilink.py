@@ -41,7 +41,9 @@ def test_two_links_keep_their_link_ids_and_survive_each_others_pabx():
         second.run(second.sim_runner.cleanup())
         hung = gw.run(hung_server(sim2_port))
         answers = {}
-        waiting = threading.Thread(target=lambda: answers.setdefault("7", gw.call("SystemStatus", path=ENDPOINT2)))
+        # (a command that asks the PABX: SystemStatus is answered from the link's health)
+        waiting = threading.Thread(target=lambda: answers.setdefault("7", gw.call(
+            "MakeCall", path=ENDPOINT2, device="2001", telephoneNumber="4830000000")))
         waiting.start()
         wait_for(lambda: hung.requests, what="link 7 waiting on its hung PABX")
         assert gw.code("SystemStatus") == 0

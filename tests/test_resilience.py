@@ -69,7 +69,7 @@ def test_down_link_fails_fast_tells_protheus_after_grace_then_reconnects_and_res
         assert requests == []                              # nobody waited for a dead PABX
         if not gw.in_loop(lambda: link.health.reported_down):
             assert gw.code("SystemStatus") == 0
-            assert gw.code("queryAgentState", cDevice="2001") == 28   # what we knew
+            assert gw.code("queryAgentState", cDevice="2001") == 29   # what we knew: ready, on a call
         wait_for(lambda: gw.in_loop(lambda: link.health.reported_down), what="grace period over")
         assert gw.code("SystemStatus") == 22
         assert gw.code("queryAgentState", cDevice="2001") == 16

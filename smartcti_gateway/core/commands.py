@@ -41,7 +41,6 @@ from .pabx import (
     PabxUnavailable,
     QueryAgentState,
     QueryGroupCalls,
-    QuerySystemStatus,
     Request,
     RetrieveCall,
     SetAgentState,
@@ -61,6 +60,7 @@ class Step:
     request: Request | None
     done: Callable[[Any], Value]
     failed: Callable[[PabxError], Value]
+    detail: str = ""     # why the gateway refused on its own, for the operator's log
 
 
 def _code(e: PabxError) -> Value:
@@ -71,9 +71,19 @@ def _ok(_reply: Any = None) -> Value:
     return int(Result.SUCCESS)
 
 
-def answer(value: Value) -> Step:
-    """A step answered by the gateway alone."""
-    return Step(None, lambda _r: value, _code)
+def answer(value: Value, detail: str = "") -> Step:
+    """A step answered by the gateway alone; ``detail`` says why when it is a refusal."""
+    return Step(None, lambda _r: value, _code, detail)
+
+
+def eventing_url_problem(url: str) -> str:
+    """Why ``AgentInService.ipaddress`` (Protheus' MV_TKCTIEV) cannot be where events go, or ""."""
+    text = url.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest or rest[0] in "/?#":
+        return (f"ipaddress {text[:80]!r} is not an http:// or https:// URL; Protheus sends its MV_TKCTIEV "
+                "there (http://<protheus>:<port>/SMARTCTIWSEVENTING.apw): correct MV_TKCTIEV")
+    return ""
 
 
 def split_groups(text: str) -> tuple[str, ...]:
@@ -97,8 +107,10 @@ class Commands:
         self.version = version
         self.notifier = Notifier(switch)
         self.health: LinkHealth | None = None   # set by the link; None = always up
-        # Events owed to Protheus because of a command (INSERVICE); the caller drains it.
+        # Events owed to Protheus because of a command (INSERVICE, READY...); the caller drains it.
         self.outbox: list[Notification] = []
+        # Devices whose calls the PABX sees otherwise than the model; the caller reads them again.
+        self.resync_wanted: set[str] = set()
 
     def plan(self, op: str, args: dict[str, str]) -> Step:
         """``op`` must be a key of OPERATIONS; missing args count as empty."""
@@ -113,42 +125,63 @@ class Commands:
         h = self.health
         if step.request is None or h is None or h.up:
             return step
-        return self._while_down(op, full, step, h)
-
-    def _while_down(self, op: str, a: dict[str, str], step: Step, h: LinkHealth) -> Step:
-        """The PABX link is down: answer at once instead of waiting for a timeout."""
-        if op in ("SystemStatus", "selfTest"):
-            # within the grace period a blip must not close every call listener in Protheus
-            return answer(int(Result.OUT_OF_SERVICE) if h.reported_down else int(Result.SUCCESS))
-        if op == "queryAgentState" and not h.reported_down:
-            return answer(self._known_agent_code(a["cDevice"]))
+        # The PABX link is down: answer at once instead of waiting for a timeout.
         return answer(step.failed(PabxUnavailable(Result.OUT_OF_SERVICE, f"PABX link down: {h.reason}")))
 
+    def tell_down(self) -> bool:
+        """Must Protheus hear that the PABX is away? Any non-zero SystemStatus, or queryAgentState 16,
+        closes a call listener (smartcti.md §10.3): while devices are in service, a short outage is kept
+        from them for the grace period. With none in service there is no listener to protect, and the
+        "Teste" button of TMKXMID is told the truth at once."""
+        h = self.health
+        if h is None or h.up:
+            return False
+        return h.reported_down or not self.switch.devices
+
     def _known_agent_code(self, name: str) -> int:
-        dev = self.switch.device(name)
-        state = dev.agent.state if dev is not None and dev.agent is not None else AgentState.LOGGED_OFF
-        return int(AGENT_STATE_CODES[state])
+        return int(AGENT_STATE_CODES[self.switch.agent_state(name)])
 
     # ------------------------------------------------------------ service
     def _AgentInService(self, a, raw) -> Step:
         name, url = a["device"], a["ipaddress"]
         wire = raw.get("device", name)
+        if url:
+            problem = eventing_url_problem(url)
+            if problem:
+                return answer(int(Result.DISCONNECTED_LINK), problem)
 
         def done(_reply):
+            was_pending = self.switch.is_in_service(name) and not self.switch.devices[name].monitored
             dev = self.switch.put_in_service(name, wire, url)
-            if url:
+            dev.monitored = True
+            if was_pending:
+                self.outbox.extend(self.notifier.in_service_owed(dev))
+            elif url:
                 self.outbox.append(self.notifier.in_service(dev, url))
             return int(Result.SUCCESS)
 
-        if self.switch.is_monitored(name):
-            return answer(done(None))
+        def failed(e: PabxError):
+            if not isinstance(e, PabxUnavailable):
+                return int(e.code)
+            # Protheus' Connect() never retries (smartcti.md §10.4): take the device now, monitor it
+            # when the PABX is back, and send INSERVICE then.
+            dev = self.switch.put_in_service(name, wire, url)
+            dev.monitored = False
+            return int(Result.SUCCESS)
 
-        return Step(MonitorStart(name), done, _code)
+        dev = self.switch.device(name)
+        if dev is not None and dev.monitored:
+            return answer(done(None))
+        if dev is not None:       # waiting for the PABX already: one more session waits too
+            return answer(failed(PabxUnavailable(Result.OUT_OF_SERVICE)))
+        return Step(MonitorStart(name), done, failed)
 
     def _AgentOutOfService(self, a, _raw) -> Step:
-        if not self.switch.take_out_of_service(a["device"]):
+        # One AgentOutOfService means Protheus holds the device no more, however many AgentInService
+        # came before (smartcti.md §10.1). Released here whatever the PABX says: Protheus only logs it.
+        dev = self.switch.release(a["device"])
+        if dev is None or not dev.monitored:
             return answer(int(Result.SUCCESS))
-        # Released locally whatever the switch says: Protheus only logs the answer.
         return Step(MonitorStop(a["device"]), _ok, lambda e: int(Result.SUCCESS))
 
     # -------------------------------------------------------------- agent
@@ -161,15 +194,20 @@ class Commands:
         password = a.get("agentPass", "") or (known.password if known else "")
         if state is AgentState.LOGGED_ON and not agent_id:
             return answer(int(Result.INVALID_USER))
+        notes_before = dev.agent_notes if dev is not None else 0
 
         def done(_reply):
-            d = self.switch.ensure_device(name)
+            d = self.switch.device(name)
+            if d is None:        # not in service: nothing to remember, nobody to tell
+                return int(Result.SUCCESS)
             if d.agent is None or (agent_id and d.agent.agent_id != agent_id):
                 d.agent = Agent(agent_id, groups, state, password)
             else:
                 d.agent.state = state
                 d.agent.groups = groups or d.agent.groups
                 d.agent.password = password or d.agent.password
+            if state in (AgentState.READY, AgentState.NOT_READY):
+                self.outbox.extend(self.notifier.agent_confirmed(d, notes_before))
             return int(Result.SUCCESS)
 
         return Step(SetAgentState(name, agent_id, groups, state, password), done, _code)
@@ -270,7 +308,9 @@ class Commands:
 
     # ------------------------------------------------------------ queries
     def _SystemStatus(self, _a, _raw):
-        return Step(QuerySystemStatus(), _ok, _code)
+        # Answered from the link's health, which keep-alives and every request judge: a poll must never
+        # be the one that tells Protheus of a fault before the grace period says so (smartcti.md §10.3).
+        return answer(int(Result.OUT_OF_SERVICE) if self.tell_down() else int(Result.SUCCESS))
 
     _selfTest = _SystemStatus
 
@@ -282,20 +322,26 @@ class Commands:
 
         def done(info: AgentInfo):
             dev = self.switch.device(name)
-            if dev is not None:
-                if info.state is AgentState.LOGGED_OFF:
-                    if dev.agent is not None:
-                        dev.agent.state = AgentState.LOGGED_OFF
-                elif dev.agent is None or (info.agent_id and info.agent_id != dev.agent.agent_id):
-                    dev.agent = Agent(info.agent_id, info.groups, info.state)
-                else:
-                    dev.agent.state = info.state
-            return int(AGENT_STATE_CODES[info.state])
+            if dev is None:      # not in service: the PABX's word as it is
+                return int(AGENT_STATE_CODES[info.state])
+            if info.state is AgentState.BUSY:
+                # busy is the calls' business: a PABX busy without a call in the model means a call
+                # event was missed, and the link reads the device's calls again
+                if self.switch.agent_state(name) is not AgentState.BUSY:
+                    self.resync_wanted.add(name)
+            elif info.state is AgentState.LOGGED_OFF:
+                if dev.agent is not None:
+                    dev.agent.state = AgentState.LOGGED_OFF
+            elif dev.agent is None or (info.agent_id and info.agent_id != dev.agent.agent_id):
+                dev.agent = Agent(info.agent_id, info.groups, info.state)
+            else:
+                dev.agent.state = info.state
+            return self._known_agent_code(name)
 
         def failed(e: PabxError):
-            if isinstance(e, PabxUnavailable):
+            if isinstance(e, PabxUnavailable) and self.tell_down():
                 return int(Result.DISCONNECTED_LINK)
-            # A refusal (e.g. unknown device) is not a state: say what we know.
+            # A refusal (e.g. unknown device), or an outage within the grace period: what we know.
             return self._known_agent_code(name)
 
         return Step(QueryAgentState(name), done, failed)

@@ -39,9 +39,29 @@ def _list_field(value: str) -> str:
     return _field(value.replace(";", " ").replace(",", " "))
 
 
-def _digits_or_zero(value: str) -> str:
-    value = value.strip()
-    return value if value.isdigit() else "0"
+def _advpl_val(text: str) -> int:
+    """ADVPL's Val() of a string, integer part: leading blanks skipped, digits up to the first other character."""
+    digits = ""
+    for ch in text.lstrip():
+        if not ch.isdigit():
+            break
+        digits += ch
+    return int(digits) if digits else 0
+
+
+def acd_group(group: str, dnis: str) -> str:
+    """GetInfoChamAtiv field 9, which Protheus stores as the call's ACD group (``AGL_GRUPO``).
+
+    The PABX's group when it gave one. Otherwise what Protheus itself computes without the field
+    (smartcti.md §10.5, TMKA010 ``TK010Anota``): ``Val()`` of the last five characters of
+    ``Str(Val(DNIS))``, i.e. the DNIS's last five digits. The field cannot be left empty (StrToArray
+    would shift every later field), and ``0`` would record group 0.
+    """
+    group = group.strip()
+    if group.isdigit():
+        return group
+    number = str(_advpl_val(dnis)).rjust(10)    # Str(n): right-aligned in (at least) 10 columns
+    return str(_advpl_val(number[-5:]))
 
 
 def choose_call(calls: list[CallInfo]) -> CallInfo | None:
@@ -74,7 +94,7 @@ def info_cham_ativ(device: str, calls: list[CallInfo] | None, error: Result | No
             _field(",".join(call.other_devices)),
             _field(call.calling),
             _field(call.called),
-            _digits_or_zero(call.group),   # Protheus Val()s it into AGL_GRUPO
+            acd_group(call.group, call.called),   # Protheus Val()s it into AGL_GRUPO
             _field(call.trunks),
             _field(call.category),
             _field(call.data),

@@ -58,13 +58,34 @@ class Agent:
 
 @dataclass
 class Device:
+    """A device Protheus holds in service (AgentInService), from then until its AgentOutOfService."""
+
     name: str                  # trimmed, the key
-    wire_name: str = ""        # exactly as Protheus sent it, echoed in events
-    event_urls: list[str] = field(default_factory=list)
-    in_service: int = 0        # Protheus processes holding the device in service
+    wire_name: str = ""        # the spelling of the latest AgentInService (logs, status page)
+    # eventing URL -> the device exactly as the session(s) posting there wrote it: each session's events
+    # carry its own spelling as CDEVICE, since Protheus routes them by that string (padding included)
+    sessions: dict[str, str] = field(default_factory=dict)
+    in_service: int = 0        # AgentInService received since the device was taken (two per user)
+    monitored: bool = True     # False while the PABX could not be asked: INSERVICE is owed until it can
     agent: Agent | None = None
     calls: list[str] = field(default_factory=list)  # call ids, oldest first
     last_failure: Result | None = None
+    # the last agent event Protheus was told, how many so far, and the PABX echo of a command the
+    # gateway already confirmed (READY/NOTREADY), which is not told twice
+    agent_note: tuple = ()
+    agent_notes: int = 0
+    agent_echo: tuple = ()
+
+    @property
+    def event_urls(self) -> list[str]:
+        return list(self.sessions)
+
+    def by_spelling(self) -> list[tuple[str, tuple[str, ...]]]:
+        """[(CDEVICE, its eventing URLs)], one entry per distinct spelling, in the order sessions came."""
+        groups: dict[str, list[str]] = {}
+        for url, spelling in self.sessions.items():
+            groups.setdefault(spelling, []).append(url)
+        return [(spelling, tuple(urls)) for spelling, urls in groups.items()]
 
 
 # Which of a device's calls a command means, in order of preference.
@@ -72,7 +93,7 @@ ACTIVE_ORDER = (CS.CONNECTED, CS.ALERTING, CS.INITIATED, CS.HELD, CS.QUEUED)
 
 
 class Switch:
-    """The link's model of the switch. Only devices the PABX accepted get an entry."""
+    """The link's model of the switch. Only devices Protheus holds in service get an entry."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.devices: dict[str, Device] = {}
@@ -83,38 +104,42 @@ class Switch:
     def device(self, name: str) -> Device | None:
         return self.devices.get(name)
 
-    def ensure_device(self, name: str, wire_name: str = "") -> Device:
+    def put_in_service(self, name: str, wire_name: str, event_url: str) -> Device:
+        """One Protheus process holds the device in service, with the spelling it wrote and its eventing URL."""
         dev = self.devices.get(name)
         if dev is None:
-            dev = self.devices[name] = Device(name, wire_name or name)
-        elif wire_name:
-            dev.wire_name = wire_name
-        return dev
-
-    def put_in_service(self, name: str, wire_name: str, event_url: str) -> Device:
-        dev = self.ensure_device(name, wire_name)
+            dev = self.devices[name] = Device(name)
+        dev.wire_name = wire_name or name
         dev.in_service += 1
-        if event_url and event_url not in dev.event_urls:
-            dev.event_urls.append(event_url)
+        if event_url:
+            dev.sessions[event_url] = dev.wire_name
         return dev
 
-    def take_out_of_service(self, name: str) -> bool:
-        """One Protheus process let the device go; True when it was the last one."""
+    def release(self, name: str) -> Device | None:
+        """Protheus holds the device no more (smartcti.md §10.1): forget it and its calls; the released
+        device, or None when it was not in service."""
         dev = self.devices.get(name)
-        if dev is None or dev.in_service == 0:
-            return False
-        dev.in_service -= 1
-        if dev.in_service == 0:
-            # no longer monitored: what we know of its calls would only go stale
-            dev.event_urls.clear()
-            for call_id in list(dev.calls):
-                self._detach(name, call_id)
-            return True
-        return False
+        if dev is None:
+            return None
+        for call_id in list(dev.calls):
+            self._detach(name, call_id)
+        del self.devices[name]
+        return dev
 
-    def is_monitored(self, name: str) -> bool:
+    def is_in_service(self, name: str) -> bool:
+        return name in self.devices
+
+    def agent_state(self, name: str) -> AgentState:
+        """The agent state of a device: what queryAgentState answers, the status page shows and /metrics
+        counts. The agent's own state (logged on, ready, paused, after-call work), or busy while the
+        device is in a call, as a PABX reports it."""
         dev = self.devices.get(name)
-        return dev is not None and dev.in_service > 0
+        agent = dev.agent if dev is not None else None
+        if agent is None or agent.state is AgentState.LOGGED_OFF:
+            return AgentState.LOGGED_OFF
+        if any(self.calls[c].connections.get(name) in ACTIVE_ORDER for c in dev.calls if c in self.calls):
+            return AgentState.BUSY
+        return agent.state
 
     # ------------------------------------------------------------------ calls
     def calls_of(self, name: str) -> list[Call]:

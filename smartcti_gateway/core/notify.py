@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .codes import Result
 from .model import Call, Device, Switch
 from .pabx import (
     AgentEvent,
@@ -115,15 +116,26 @@ def associated_data(data: str, ani: str) -> str:
     return f"3|{ani}"
 
 
-def _call_type(call: Call | None, ev: CallEvent) -> int:
-    direction = ev.direction if ev.direction is not Direction.UNKNOWN else (call.direction if call else Direction.UNKNOWN)
-    if ev.other_device and ev.other_device != ev.device:
-        return CALL_TYPE_OUTBOUND          # the far end of this device's call is ringing
-    if direction is Direction.DIALLER:
-        return CALL_TYPE_DIALLER
-    if direction is Direction.OUTBOUND:
-        return CALL_TYPE_OUTBOUND
-    return CALL_TYPE_INBOUND
+# CALLFAILURE.CAUSE: Protheus' listeners have a message for 2, 8, 10, 11, 20 and 25 only, and word 25 as
+# "atendida por um correio de voz" (smartcti.md §10.7); any other cause shows "O PABX retornou uma
+# informação não esperada". Each PABX cause goes out as the code whose message fits it (docs/events.md).
+FAILURE_CAUSES: dict[Result, Result] = {
+    Result.INVALID_PHONE_NUMBER: Result.INVALID_PHONE_NUMBER,  # "o número de telefone é inválido"
+    Result.INTERCEPT: Result.INVALID_PHONE_NUMBER,             # operator's message: the number does not exist
+    Result.NO_DIAL_TONE: Result.NO_DIAL_TONE,                  # "todas as linhas estão ocupadas"
+    Result.OUT_OF_SERVICE: Result.NO_DIAL_TONE,                # no trunk, congestion
+    Result.BUSY: Result.BUSY,                                  # "o número de telefone está ocupado"
+    Result.NO_ANSWER: Result.NO_ANSWER,                        # "o número de telefone não atende"
+    Result.DESTINATION_TALK_OFF: Result.NO_ANSWER,             # the far end dropped before answering
+    Result.ANSWER_MACHINE: Result.INTERCEPT,                   # 25: "atendida por um correio de voz"
+    Result.FAX_MACHINE: Result.INTERCEPT,                      # a machine answered: the same advice
+    Result.PARK_AREA_FULL: Result.PARK_AREA_FULL,              # "todas as posições de estacionamento"
+}
+
+
+def failure_cause(cause: Result) -> int:
+    """The CALLFAILURE.CAUSE whose message in Protheus says what happened; others pass as they are."""
+    return int(FAILURE_CAUSES.get(cause, cause))
 
 
 class Notifier:
@@ -132,7 +144,25 @@ class Notifier:
 
     def in_service(self, device: Device, url: str) -> Notification:
         """INSERVICE, the answer to a successful AgentInService, for the URL that asked."""
-        return Notification("INSERVICE", device.name, device.wire_name, (), (url,))
+        return Notification("INSERVICE", device.name, device.sessions.get(url, device.wire_name), (), (url,))
+
+    def in_service_owed(self, device: Device) -> list[Notification]:
+        """INSERVICE for every session of a device Protheus put in service while the PABX was away."""
+        return [Notification("INSERVICE", device.name, spelling, (), urls) for spelling, urls in device.by_spelling()]
+
+    def agent_confirmed(self, dev: Device, notes_before: int) -> list[Notification]:
+        """READY / NOTREADY after Protheus' Ready / NotReady succeeded (smartcti.md §10.2): the listener's
+        Pausa/Disponível button moves only on these events. Nothing when the PABX's own event already
+        told Protheus since the command was planned; a later echo of the PABX is not repeated."""
+        state = dev.agent.state if dev.agent is not None else AgentState.LOGGED_OFF
+        kind = {AgentState.READY: AgentEventType.READY, AgentState.NOT_READY: AgentEventType.NOT_READY}.get(state)
+        if kind is None:
+            return []
+        if dev.agent_notes > notes_before and dev.agent_note[:1] == (_AGENT_EVENTS[kind],):
+            return []
+        notes = self._agent(dev, AgentEvent(kind, dev.name), confirming=True)
+        dev.agent_echo = dev.agent_note
+        return notes
 
     def on_pabx_event(self, event: PabxEvent) -> list[Notification]:
         dev = self.switch.devices.get(event.device)
@@ -198,15 +228,40 @@ class Notifier:
 
     # ------------------------------------------------------------------
     def _notify(self, dev: Device, name: str, *values: str | int) -> list[Notification]:
-        if not dev.event_urls or dev.in_service == 0:
+        """``name`` for every session of ``dev``, each with the spelling of the device it sent."""
+        if not dev.sessions:
             return []
         cleaned = tuple(clean(v) if isinstance(v, str) else v for v in values)
-        return [Notification(name, dev.name, clean(dev.wire_name), cleaned, tuple(dev.event_urls))]
+        return [Notification(name, dev.name, clean(spelling), cleaned, urls) for spelling, urls in dev.by_spelling()]
 
-    def _agent(self, dev: Device, ev: AgentEvent) -> list[Notification]:
+    def _agent(self, dev: Device, ev: AgentEvent, confirming: bool = False) -> list[Notification]:
         agent_id = ev.agent_id or (dev.agent.agent_id if dev.agent else "")
         groups = ev.groups or (dev.agent.groups if dev.agent else ())
-        return self._notify(dev, _AGENT_EVENTS[ev.type], agent_id, ",".join(groups))
+        name = _AGENT_EVENTS[ev.type]
+        note = (name, agent_id, groups)
+        echo, dev.agent_echo = dev.agent_echo, ()
+        if echo and name == echo[0] and not confirming:
+            return []   # the PABX's own report of a change the gateway already confirmed
+        dev.agent_note = note
+        dev.agent_notes += 1
+        return self._notify(dev, name, agent_id, ",".join(groups))
+
+    def _call_type(self, dev: Device, call: Call | None, ev: CallEvent, ani: str) -> int:
+        """RINGING.CALLTYPE: 1 and 3 open a customer screen in Protheus, any other value does not
+        (smartcti.md §10.6); a colleague's call (internal, a consultation) must not."""
+        direction = ev.direction if ev.direction is not Direction.UNKNOWN else (
+            call.direction if call else Direction.UNKNOWN)
+        if ev.other_device and ev.other_device != ev.device:
+            return CALL_TYPE_OUTBOUND          # the far end of this device's call is ringing
+        if direction is Direction.DIALLER:
+            return CALL_TYPE_DIALLER
+        if direction in (Direction.OUTBOUND, Direction.INTERNAL) or self._from_colleague(dev, ani):
+            return CALL_TYPE_OUTBOUND
+        return CALL_TYPE_INBOUND
+
+    def _from_colleague(self, dev: Device, ani: str) -> bool:
+        """The caller is another extension this link serves: a PABX that does not say "internal"."""
+        return bool(ani) and ani != dev.name and ani in self.switch.devices
 
     def _call(self, dev: Device, ev: CallEvent, call: Call | None, held_before: bool,
               old: Call | None) -> list[Notification]:
@@ -217,9 +272,10 @@ class Notifier:
         t = ev.type
         if t is E.DELIVERED:
             data = ev.data or (call.data if call else "")
-            return self._notify(dev, "RINGING", ev.call_id, ani, dnis, associated_data(data, ani), _call_type(call, ev))
+            return self._notify(dev, "RINGING", ev.call_id, ani, dnis, associated_data(data, ani),
+                                self._call_type(dev, call, ev, ani))
         if t is E.FAILED:
-            return self._notify(dev, "CALLFAILURE", ev.call_id, ani, dnis, int(ev.cause))
+            return self._notify(dev, "CALLFAILURE", ev.call_id, ani, dnis, failure_cause(ev.cause))
         if t is E.TRANSFERRED:
             # This device now talks to whoever was transferred to it: end the old
             # leg in Protheus, then pop the transferred caller as an answered call.
@@ -227,8 +283,9 @@ class Notifier:
             if old is not None:
                 out += self._notify(dev, "CONNECTIONCLEARED", old.call_id, old.calling, old.called)
             data = ev.data or (call.data if call else "")
-            out += self._notify(dev, "RINGING", ev.call_id, ani, dnis, associated_data(data, ani),
-                                CALL_TYPE_DIALLER if call and call.direction is Direction.DIALLER else CALL_TYPE_INBOUND)
+            kind = (CALL_TYPE_DIALLER if call and call.direction is Direction.DIALLER else
+                    CALL_TYPE_OUTBOUND if self._from_colleague(dev, ani) else CALL_TYPE_INBOUND)
+            out += self._notify(dev, "RINGING", ev.call_id, ani, dnis, associated_data(data, ani), kind)
             out += self._notify(dev, "ANSWERED", ev.call_id, ani, dnis)
             return out
         if t is E.CONFERENCED:

@@ -6,7 +6,13 @@ Transport errors are retried with capped exponential backoff and jitter; an
 event older than its time-to-live is dropped and counted (a RINGING ten
 minutes late helps nobody); a queue that overflows drops its oldest event and
 counts it; RETURNCODE 99 (no Protheus session for the device) is counted and,
-after ``release_after_99`` in a row, the pair is released.
+after ``release_after_99`` in a row, the pair is released. After a device's
+AgentOutOfService nothing more is sent or retried for it (``forget``).
+
+Trouble with one URL is logged once when it starts, then summarised at most
+once per ``report_every`` seconds (attempts failed, events dropped, the last
+error), and once more when the URL answers again: a Protheus down for a minute
+writes a handful of lines, not one per event.
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ class DeliveryOptions:
     retry_initial: float = 0.5      # first backoff, seconds
     retry_max: float = 10.0         # backoff cap, seconds
     release_after_99: int = 20      # consecutive "no session" answers before the pair is released
+    report_every: float = 60.0      # seconds between two summary lines about one failing URL
 
 
 @dataclass
@@ -51,6 +58,17 @@ class _Stream:
     no_session_in_a_row: int = 0
 
 
+@dataclass
+class _Trouble:
+    """What went wrong with one URL since its trouble started, and since the last line about it."""
+
+    since: float
+    next_report: float
+    error: str = ""
+    total: Counter = field(default_factory=Counter)     # failed, stale, refused since it started
+    recent: Counter = field(default_factory=Counter)    # the same since the last line
+
+
 class EventDelivery:
     def __init__(self, link_id: int, client: EventingClient, options: DeliveryOptions | None = None, *,
                  on_release: Callable[[str, str], None] = lambda device, url: None,
@@ -66,6 +84,7 @@ class EventDelivery:
         # 99 streaks of idle pairs: a stream is forgotten when its queue drains, its streak must not be
         self._no_session: dict[tuple[str, str], int] = {}
         self._closing = False
+        self._trouble: dict[str, _Trouble] = {}    # URL -> its ongoing trouble
         self.trace: Trace = NO_TRACE   # per-extension log
 
     # ---------------------------------------------------------------- API
@@ -97,6 +116,22 @@ class EventDelivery:
                 stream.queue.append(_Item(note, now))
                 if stream.task is None or stream.task.done():
                     stream.task = asyncio.get_running_loop().create_task(self._run(stream))
+
+    def forget(self, device: str) -> int:
+        """Protheus holds ``device`` no more: drop what waits for it and stop its retries at once.
+        Returns how many events were dropped."""
+        dropped = 0
+        for key in [k for k in self.streams if k[0] == device]:
+            stream = self.streams.pop(key)
+            dropped += len(stream.queue)
+            stream.queue.clear()
+            if stream.task is not None and not stream.task.done():
+                stream.task.cancel()
+        for key in [k for k in self._no_session if k[0] == device]:
+            del self._no_session[key]
+        if dropped:
+            self.counts["forgotten"] += dropped
+        return dropped
 
     def depth(self) -> int:
         return sum(len(s.queue) for s in self.streams.values())
@@ -150,8 +185,7 @@ class EventDelivery:
                 self.sent_by_event[(note.name, "stale")] += 1
                 if self.trace.on:
                     self.trace(note.device, f"EVENT {note.name} to {stream.url} dropped: older than {self.o.ttl:g} s")
-                log.warning("link %d: %s for %s dropped after %.0f s without reaching %s (ttl %g s)",
-                            self.link_id, note.name, note.device, age, stream.url, self.o.ttl)
+                self._trouble_with(stream.url, "stale", f"events older than {self.o.ttl:g} s (events.ttl) dropped")
                 return
             try:
                 result = await self.client.send(stream.url, note, self.link_id)
@@ -167,20 +201,56 @@ class EventDelivery:
                         self.trace(note.device, f"EVENT {note.name} to {stream.url} refused: {e}")
                     self.counts["failed"] += 1
                     self.sent_by_event[(note.name, "failed")] += 1
-                    log.error("link %d: %s for %s refused by %s: %s", self.link_id, note.name, note.device,
-                              stream.url, e)
+                    self._trouble_with(stream.url, "refused", str(e), logging.ERROR)
                     return
                 delay = min(self.o.retry_max, self.o.retry_initial * 2 ** attempt) * random.uniform(0.5, 1.0)
                 delay = min(delay, max(0.0, self.o.ttl - (self.clock() - item.created)) + 0.01)
                 attempt += 1
                 self.counts["retries"] += 1
-                if attempt == 1 or attempt % 10 == 0:
-                    log.warning("link %d: cannot deliver %s for %s to %s (%s); retrying (attempt %d)",
-                                self.link_id, note.name, note.device, stream.url, e, attempt)
+                self._trouble_with(stream.url, "failed", str(e))
                 await asyncio.sleep(delay)
                 continue
+            self._recovered(stream.url)
             self._result(stream, note, result)
             return
+
+    # ------------------------------------------------------------- trouble
+    _WHAT = {"failed": "attempts failed", "stale": "events dropped as stale", "refused": "events refused"}
+
+    def _trouble_with(self, url: str, kind: str, error: str, level: int = logging.WARNING) -> None:
+        """Count a problem with ``url``; one line when its trouble starts, then one per report_every."""
+        now = self.clock()
+        t = self._trouble.get(url)
+        if t is None:
+            t = self._trouble[url] = _Trouble(since=now, next_report=now + self.o.report_every, error=error)
+            t.total[kind] += 1
+            then = {"failed": f"each event is retried with backoff for up to events.ttl ({self.o.ttl:g} s)",
+                    "stale": "Protheus answers too slowly, or not at all",
+                    "refused": "refused events are not retried; check MV_TKCTIEV and that URL's WSDL"}[kind]
+            log.log(level, "link %d: cannot deliver events to %s: %s; %s. A summary follows every %g s "
+                    "while this lasts", self.link_id, url, error, then, self.o.report_every)
+            return
+        t.error = error if kind != "stale" else t.error
+        t.total[kind] += 1
+        t.recent[kind] += 1
+        if now >= t.next_report:
+            t.next_report = now + self.o.report_every
+            log.log(level, "link %d: %s still failing after %.0f s (%s); in the last %g s: %s; %d event(s) "
+                    "waiting for it", self.link_id, url, now - t.since, t.error, self.o.report_every,
+                    self._counts_text(t.recent), self._waiting(url))
+            t.recent.clear()
+
+    def _recovered(self, url: str) -> None:
+        t = self._trouble.pop(url, None)
+        if t is not None:
+            log.info("link %d: %s answers again after %.0f s; meanwhile %s", self.link_id, url,
+                     self.clock() - t.since, self._counts_text(t.total))
+
+    def _counts_text(self, counts: Counter) -> str:
+        return ", ".join(f"{counts[k]} {self._WHAT[k]}" for k in self._WHAT if counts[k]) or "nothing lost"
+
+    def _waiting(self, url: str) -> int:
+        return sum(len(s.queue) for (_, u), s in self.streams.items() if u == url)
 
     def _result(self, stream: _Stream, note: Notification, result: int) -> None:
         if self.trace.on:

@@ -117,12 +117,7 @@ class DigitroDriver:
             timeout=aiohttp.ClientTimeout(total=self.timeout),
             connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=30, ssl=self.ssl_context or True),
         )
-        try:
-            await self._ensure_registered()
-        except p.PabxError as e:
-            log.warning("%s: could not register the event callback at %s (%s); "
-                        "will retry on the next command. Check that the NGC is reachable.",
-                        self.name, redact_url(self.url), e.detail or e.code.name)
+        # the link makes the first contact (reconnect: listener and monitors), and judges its outcome
 
     async def close(self) -> None:
         if self._session is not None:

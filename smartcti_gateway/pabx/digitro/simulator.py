@@ -66,6 +66,9 @@ class SimulatorOptions:
     ring_timeout: float = 5.0                 # s before an unanswered outside number fails NAO_ATENDE
     busy_numbers: tuple[str, ...] = ()
     no_answer_numbers: tuple[str, ...] = ()
+    # False: like some switches, say nothing about agent changes made by a command (log on/off,
+    # ready, not ready); changes made on the phone are reported as always
+    agent_events_on_commands: bool = True
     version: str = _PACKAGE_VERSION
 
 
@@ -111,6 +114,12 @@ def _seconds(value: Any, key: str) -> float:
     return v
 
 
+def _flag(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{key}: expected true or false, got {value!r}")
+    return value
+
+
 def validate_options(o: SimulatorOptions) -> SimulatorOptions:
     """A normalised copy of ``o``; ValueError names the bad key."""
     ext = parse_plan(o.extensions, "extensions")
@@ -128,6 +137,7 @@ def validate_options(o: SimulatorOptions) -> SimulatorOptions:
         ring_timeout=_seconds(o.ring_timeout, "ring_timeout"),
         busy_numbers=_number_list(o.busy_numbers, "busy_numbers"),
         no_answer_numbers=_number_list(o.no_answer_numbers, "no_answer_numbers"),
+        agent_events_on_commands=_flag(o.agent_events_on_commands, "agent_events_on_commands"),
         version=str(o.version),
     )
 
@@ -241,6 +251,7 @@ class Simulator:
         self.sink: EventSink | None = None
         self.port: int | None = None    # set by start_simulator
         self.url: str | None = None
+        self._by_phone = False          # the call being handled comes from the phone's keys
 
         d = self.dialect
         self.F = d.fields
@@ -278,8 +289,9 @@ class Simulator:
                 self._handlers[wire] = handler
 
     # ============================================================ XML-RPC
-    def handle(self, method: str, params: tuple) -> dict[str, Any]:
-        """The answer struct of one XML-RPC call; raises xmlrpc.client.Fault for a non-call."""
+    def handle(self, method: str, params: tuple, *, phone: bool = False) -> dict[str, Any]:
+        """The answer struct of one XML-RPC call; raises xmlrpc.client.Fault for a non-call.
+        ``phone``: the same change made on the phone's keys, not asked by a command."""
         handler = self._handlers.get(method)
         if handler is None:
             raise xmlrpc.client.Fault(FAULT_UNKNOWN_METHOD, f"unknown method {method!r}")
@@ -290,6 +302,7 @@ class Simulator:
         else:
             raise xmlrpc.client.Fault(FAULT_BAD_REQUEST, f"{method} takes one struct")
         result, message = self.F["result"], self.F["message"]
+        self._by_phone = phone
         try:
             out = handler(args)
         except Refusal as r:
@@ -298,6 +311,7 @@ class Simulator:
             log.exception("simulator: %s failed", method)
             return {result: "ERRO_INTERNO", message: f"simulator error: {e}"}
         finally:
+            self._by_phone = False
             self._settle()
         return {result: "OK", **out}
 
@@ -439,7 +453,9 @@ class Simulator:
             members[F["cause"]] = cause
         self._emit(device, event, members)
 
-    def _emit_agent(self, dev: Device, event: str, reason: str | None = None) -> None:
+    def _emit_agent(self, dev: Device, event: str, reason: str | None = None, command: bool = False) -> None:
+        if command and not self._by_phone and not self.options.agent_events_on_commands:
+            return
         members = {self.F["agent"]: dev.agent, self.F["groups"]: ",".join(dev.groups)}
         if reason is not None:
             members[self.F["reason"]] = reason
@@ -871,13 +887,13 @@ class Simulator:
             dev.groups = list(dict.fromkeys(dev.groups + groups))
         else:
             dev.agent, dev.groups, dev.agent_state = agent, groups, AgentState.LOGGED_ON
-        self._emit_agent(dev, "logged_on")
+        self._emit_agent(dev, "logged_on", command=True)
         return {}
 
     def _m_agent_logout(self, a):
         dev = self._device(a)
         self._agent_here(dev, a)
-        self._emit_agent(dev, "logged_off")
+        self._emit_agent(dev, "logged_off", command=True)
         dev.agent, dev.groups, dev.agent_state = "", [], AgentState.LOGGED_OFF
         return {}
 
@@ -887,14 +903,14 @@ class Simulator:
         if dev.agent_state is not AgentState.READY:
             dev.agent_state = AgentState.READY
             dev.ready_since = self._next_tick()
-        self._emit_agent(dev, "ready")
+        self._emit_agent(dev, "ready", command=True)
         return {}
 
     def _m_agent_not_ready(self, a):
         dev = self._device(a)
         self._agent_here(dev, a)
         dev.agent_state = AgentState.NOT_READY
-        self._emit_agent(dev, "not_ready", reason=self._arg(a, "reason"))
+        self._emit_agent(dev, "not_ready", reason=self._arg(a, "reason"), command=True)
         return {}
 
     # queries

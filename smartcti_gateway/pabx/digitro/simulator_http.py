@@ -208,7 +208,7 @@ async def _phone(request: web.Request) -> web.Response:
     args = {F["device"]: _text(data, "device"), F["agent"]: _text(data, "agent"),
             F["groups"]: _text(data, "groups"), F["reason"]: _text(data, "reason"),
             F["device_password"]: _text(data, "password")}
-    reply = sim.handle(sim.dialect.methods[PHONE_ACTIONS[action]], (args,))
+    reply = sim.handle(sim.dialect.methods[PHONE_ACTIONS[action]], (args,), phone=True)
     result = reply.get(F["result"])
     if result != "OK":
         return web.json_response({"error": f"{result}: {reply.get(F['message'], '')}"}, status=409)
