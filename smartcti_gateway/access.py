@@ -347,11 +347,10 @@ def install(app: web.Application) -> AccessGuard:
     return guard
 
 
-async def protect_link(guard: AccessGuard, cfg: Config, lc: LinkConfig) -> None:
-    """The access lists of ``lc``'s command endpoint (every URL shape) and PABX events endpoint."""
-    from .protheus.command_service import ENDPOINT_SUFFIXES
-    path = lc.command_path.rstrip("/")
-    guard.protect([path + s for s in ENDPOINT_SUFFIXES], command_policy(cfg, lc), soap=True)
+async def protect_link(guard: AccessGuard, cfg: Config, lc: LinkConfig, command_routes: list[str]) -> None:
+    """The access lists of ``lc``'s command endpoint (``command_routes``: every URL shape) and PABX
+    events endpoint."""
+    guard.protect(command_routes, command_policy(cfg, lc), soap=True)
     guard.protect([lc.events_path], await events_policy(cfg, lc))
 
 

@@ -249,6 +249,8 @@ def _url_problem(v: str) -> str | None:
 def _path_problem(v: str) -> str | None:
     if not v.startswith("/") or v.endswith("/") or "?" in v:
         return f"{v!r} must start with '/', not end with '/', and have no query"
+    if not re.fullmatch(r"/[A-Za-z0-9._~/-]*", v):
+        return f"{v!r} may hold letters, digits and . _ ~ - / only"
     return None
 
 

@@ -101,10 +101,10 @@ class Gateway:
                                                      retry_initial=ev.retry_initial, retry_max=ev.retry_max,
                                                      release_after_99=ev.release_after_99))
                 link.set_trace(Trace(self.extlog, lc.link_id))
-                add_command_routes(app, lc.command_path, link.handle, name=f"link{lc.link_id}",
-                                   body_timeout=self.cfg.client_timeout)
+                routes = add_command_routes(app, lc.command_path, link.handle, name=f"link{lc.link_id}",
+                                            body_timeout=self.cfg.client_timeout)
                 driver.add_event_route(app, lc.events_path, body_timeout=self.cfg.client_timeout)
-                await access.protect_link(guard, self.cfg, lc)
+                await access.protect_link(guard, self.cfg, lc, routes)
                 self.links.append(link)
                 drivers.append((link, lc))
             # keepalive_timeout: aiohttp arms it at connect and after each answer, and closes the connection

@@ -295,6 +295,8 @@ def test_refused_address_gets_403_and_other_links_keep_working(caplog):
         status, body, _ = gw.http("GET", CMD_PATH + "?wsdl")
         assert status == 403 and body == b"address 127.0.0.1 is not allowed to call link 1\n"
         assert gw.http("POST", CMD_PATH + ".jws", protheus_envelope("SystemStatus"), SOAP_HEADERS)[0] == 403
+        assert gw.http("POST", CMD_PATH + "/.SmartCTIWSCommandHttpSoap11Endpoint/", protheus_envelope("SystemStatus"),
+                       SOAP_HEADERS)[0] == 403     # the loose shapes (doubled, trailing slashes) too
         # one warning for all of these refusals of one address, naming the setting to change
         (msg,) = refusals(caplog)
         assert msg.startswith(f"link 1: refused 127.0.0.1 to its command endpoint {ENDPOINT}: not in links[0].allow")

@@ -196,6 +196,35 @@ def test_post_on_every_url_shape(server, rec, suffix):
     assert rec.calls == [("main", "Logon", LOGON_ARGS)]
 
 
+@pytest.mark.parametrize("path", [
+    DEFAULT_PATH + "/.SmartCTIWSCommandHttpSoap11Endpoint/",     # K4_CMD_URL typed with a trailing / (§10.12)
+    DEFAULT_PATH + "/.SmartCTIWSCommandHttpSoap11Endpoint",
+    DEFAULT_PATH + "/",
+    DEFAULT_PATH + "//",
+    DEFAULT_PATH + ".SmartCTIWSCommandHttpSoap11Endpoint//",
+    DEFAULT_PATH + ".jws/.SmartCTIWSCommandHttpSoap11Endpoint/",
+    DEFAULT_PATH + ".jws/",
+    "/" + DEFAULT_PATH + ".SmartCTIWSCommandHttpSoap11Endpoint/",  # http://host:8080//axis2/...
+    DEFAULT_PATH.replace("/services/", "//services/") + "/.SmartCTIWSCommandHttpSoap11Endpoint/",
+])
+def test_doubled_and_trailing_slashes_are_served(server, rec, path):
+    status, _, body = protheus_post(server, path, "Logon", LOGON_ARGS)
+    assert status == 200, body
+    assert body == response("Logon", 1000 + OP_NAMES.index("Logon"))
+    assert rec.calls == [("main", "Logon", LOGON_ARGS)]
+    status, _, body = http_request(server, "GET", path + "?wsdl")
+    assert status == 200 and b"<wsdl:definitions" in body
+
+
+@pytest.mark.parametrize("path", [
+    DEFAULT_PATH + "x", DEFAULT_PATH + ".SmartCTIWSCommandHttpSoap12Endpoint/", DEFAULT_PATH + "/extra",
+    DEFAULT_PATH + ".SmartCTIWSCommandHttpSoap11Endpoint/x", "/axis2/servicesSmartCTIWSCommand",
+])
+def test_other_paths_are_not_the_service(server, rec, path):
+    status, _, _ = protheus_post(server, path, "Logon", LOGON_ARGS)
+    assert status == 404 and rec.calls == []
+
+
 def test_the_four_required_shapes_are_registered():
     assert {"", ".SmartCTIWSCommandHttpSoap11Endpoint", ".SmartCTIWSCommandHttpSoap11Endpoint/",
             ".jws"} <= set(ENDPOINT_SUFFIXES)
@@ -296,10 +325,10 @@ BAD_BODIES = {
         b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY b "c">]><a>&b;</a>',
         "DTDs and entities are not accepted",
     ),
-    "invalid-utf8": (
-        f'<soap:Envelope xmlns:soap="{SOAP11}"><soap:Body><Hold xmlns="{TNS}"><device>'.encode()
-        + b"\xe9</device></Hold></soap:Body></soap:Envelope>",
-        "not valid UTF-8",
+    "invalid-utf8-in-a-name": (
+        f'<soap:Envelope xmlns:soap="{SOAP11}"><soap:Body><Hold xmlns="{TNS}"><dev\xa0ice>'.encode()
+        + b"2001</dev\xa0ice></Hold></soap:Body></soap:Envelope>",
+        "not well-formed",
     ),
 }
 

@@ -247,10 +247,12 @@ def test_latin1_by_content_type_only(content_type):
     assert parse_request(body, content_type).args["device"] == "José"
 
 
-def test_latin1_without_any_label_is_a_utf8_fault():
-    body = protheus_envelope(JOSE_INNER).encode("latin-1")
-    f = fault_of(body, "text/xml")
-    assert "not valid UTF-8" in f.faultstring
+def test_cp1252_without_any_label_is_read_as_cp1252():
+    """ADVPL strings are cp1252 (smartcti.md §10.11): a Fault would read as "cannot reach the middleware"."""
+    body = protheus_envelope(JOSE_INNER).encode("cp1252")
+    req = parse_request(body, "text/xml")
+    assert (req.args["device"], req.args["agentID"], req.recoded) == ("José", "Conceição", True)
+    assert parse_request(protheus_envelope(JOSE_INNER).encode("utf-8"), "text/xml").recoded is False
 
 
 def test_declaration_without_encoding_uses_content_type():
@@ -263,16 +265,25 @@ def test_unknown_content_type_charset_means_utf8():
     assert parse_request(body, "text/xml; charset=klingon").args["device"] == "José"
 
 
-def test_invalid_utf8_fault():
-    body = protheus_envelope(f'<Answer xmlns="{TNS}"><device>\xff\xfe</device></Answer>').encode("latin-1")
-    f = fault_of(b"<?xml version='1.0' encoding='UTF-8'?>" + body)
-    assert "not valid UTF-8" in f.faultstring
+def test_bytes_invalid_under_a_utf8_label_are_read_as_cp1252():
+    # a password with "Ç" typed in Protheus, sent as cp1252 under a UTF-8 declaration and header
+    inner = f'<LogonPass xmlns="{TNS}"><device>2001</device><agentPass>AÇÃO€</agentPass></LogonPass>'
+    body = b"<?xml version='1.0' encoding='UTF-8'?>" + protheus_envelope(inner).encode("cp1252")
+    req = parse_request(body, "text/xml; charset=UTF-8")
+    assert (req.args["agentPass"], req.recoded) == ("AÇÃO€", True)
+    # valid UTF-8 next to invalid bytes: each part read for what it is
+    body = protheus_envelope(f'<Logon xmlns="{TNS}"><device>José</device><agentID>\x00</agentID></Logon>')
+    body = body.encode("utf-8").replace(b"\x00", "Conceição".encode("cp1252"))
+    assert parse_request(body).args == {"device": "José", "agentID": "Conceição", "groupID": ""}
+    # bytes cp1252 leaves undefined become U+FFFD, never a Fault
+    body = protheus_envelope(f'<Answer xmlns="{TNS}"><device>\x81</device></Answer>').encode("latin-1")
+    assert parse_request(body).args["device"] == "\ufffd"
 
 
-def test_invalid_declared_charset_fault():
+def test_utf8_under_an_ascii_label_is_read():
     body = "<?xml version='1.0' encoding='US-ASCII'?>" + protheus_envelope(JOSE_INNER)
-    f = fault_of(body.encode("utf-8"))
-    assert "not valid US-ASCII" in f.faultstring
+    assert parse_request(body.encode("utf-8")).args["device"] == "José"
+    assert parse_request(body.encode("cp1252")).args["device"] == "José"
 
 
 def test_unsupported_declared_encoding_fault():

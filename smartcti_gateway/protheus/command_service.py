@@ -9,6 +9,9 @@ build (smartcti.md §1.1):
   actually posts to (``K4_CMD_URL + ".SmartCTIWSCommandHttpSoap11Endpoint/"``)
 * ``P.jws`` and ``P.jws.SmartCTIWSCommandHttpSoap11Endpoint[/]`` — an Axis 1
   style ``K4_CMD_URL`` concatenated the same way
+* each of these with doubled or trailing slashes: a ``K4_CMD_URL`` typed with a
+  trailing ``/`` gives ``P/.SmartCTIWSCommandHttpSoap11Endpoint/`` (smartcti.md
+  §10.12), and ``http://host:8080//axis2/services/…`` reaches the path as typed
 
 POST carries a SOAP 1.1 request; the operation is taken from the body's
 wrapper element only (never from the URL or SOAPAction). GET with a ``wsdl``
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 
 from aiohttp import hdrs, web
@@ -57,12 +61,27 @@ def _asked_url(request: web.Request) -> str:
 
 
 class _CommandService:
-    __slots__ = ("_body_timeout", "_handler", "_name")
+    __slots__ = ("_body_timeout", "_handler", "_name", "_recoded_from")
+
+    MAX_REMEMBERED = 10_000   # client addresses already told about cp1252 bytes
 
     def __init__(self, handler: CommandHandler, name: str, body_timeout: float | None = None) -> None:
         self._handler = handler
         self._name = name
         self._body_timeout = body_timeout
+        self._recoded_from: set[str] = set()
+
+    def _note_recoded(self, request: web.Request, op: str) -> None:
+        """Once per client address: its requests carry windows-1252 bytes under a UTF-8 label."""
+        remote = request.remote or "(unknown)"
+        if remote in self._recoded_from:
+            return
+        if len(self._recoded_from) >= self.MAX_REMEMBERED:
+            self._recoded_from.clear()
+        self._recoded_from.add(remote)
+        log.info("%sSOAP requests from %s carry bytes that are not valid in their declared charset (first "
+                 "seen in %s); read as windows-1252, the charset of Protheus' strings, and answered normally. "
+                 "Said once per address.", self._prefix(), remote, op)
 
     async def post(self, request: web.Request) -> web.Response:
         # read() honours the application's client_max_size (413 beyond it).
@@ -81,6 +100,8 @@ class _CommandService:
             return web.Response(status=500, body=fault(exc.faultcode, exc.faultstring),
                                 headers=_XML_HEADERS)
         op = req.operation
+        if req.recoded:
+            self._note_recoded(request, op)
         try:
             out = response(op, await self._handler(op, req.args))
         except asyncio.CancelledError:
@@ -121,7 +142,7 @@ def add_command_routes(
     *,
     name: str = "",
     body_timeout: float | None = None,
-) -> None:
+) -> list[str]:
     """Serve SmartCTIWSCommand on ``path`` and its aliases (see module doc).
 
     ``handler(operation, args)`` gets the operation name exactly as in
@@ -133,13 +154,41 @@ def add_command_routes(
     application). Request bodies are limited by the application's
     ``client_max_size`` (HTTP 413 beyond it); a body that has not fully arrived
     ``body_timeout`` seconds after the handler starts reading it gets HTTP 408.
+
+    Returns the canonical names of the routes added (for the access guard).
     """
     if not path.startswith("/"):
         raise ValueError(f"command path must start with '/': {path!r}")
     path = path.rstrip("/")
     if not path:
         raise ValueError("command path must not be '/'")
+    if not _PATH_CHARS.fullmatch(path):
+        raise ValueError(f"command path may hold letters, digits and . _ ~ - / only: {path!r}")
     service = _CommandService(handler, name, body_timeout)
-    for suffix in ENDPOINT_SUFFIXES:
-        app.router.add_post(path + suffix, service.post)
-        app.router.add_get(path + suffix, service.get)
+    canonical = []
+    for suffix in ENDPOINT_SUFFIXES:   # the shapes Protheus builds, matched exactly (and first)
+        resource = app.router.add_resource(path + suffix)
+        resource.add_route("POST", service.post)
+        resource.add_route("GET", service.get)
+        canonical.append(resource.canonical)
+    # the same shapes with doubled or trailing slashes anywhere
+    resource = app.router.add_resource(_loose_pattern(path))
+    resource.add_route("POST", service.post)
+    resource.add_route("GET", service.get)
+    canonical.append(resource.canonical)
+    return canonical
+
+
+_PATH_CHARS = re.compile(r"/[A-Za-z0-9._~/-]*")
+
+
+def _loose_pattern(path: str) -> str:
+    """An aiohttp route pattern for ``path`` + any suffix of ENDPOINT_SUFFIXES, every ``/`` one or more."""
+    segments = [s for s in path.split("/") if s]
+    parts = ["/{lead:/*}"]
+    for i, segment in enumerate(segments):
+        if i:
+            parts.append(f"{{s{i}:/+}}")
+        parts.append(segment)
+    parts.append(r"{tail:/*(?:\.jws)?/*(?:\.SmartCTIWSCommandHttpSoap11Endpoint)?/*}")
+    return "".join(parts)

@@ -79,6 +79,16 @@ class SoapRequest:
     operation: str
     # Every parameter of the operation, in the table's order; missing = "".
     args: dict[str, str] = field(default_factory=dict)
+    # True when bytes invalid in the declared charset were read as windows-1252 (what ADVPL strings are)
+    recoded: bool = False
+
+
+def _as_cp1252(error: UnicodeDecodeError) -> tuple[str, int]:
+    """Codec error handler: the bytes that are not valid in the declared charset, read as windows-1252."""
+    return error.object[error.start:error.end].decode("cp1252", "replace"), error.end
+
+
+codecs.register_error("smartcti-cp1252", _as_cp1252)
 
 
 # --------------------------------------------------------------------------
@@ -186,16 +196,19 @@ def parse_request(body: bytes, content_type: str | None = None) -> SoapRequest:
         body = body.lstrip()
 
     codec = _encoding(body, content_type)
+    recoded = False
+    if codec in ("utf-8", "ascii"):
+        # ADVPL strings are cp1252: a password with "Ç" may come as cp1252 bytes under a UTF-8 label
+        # (smartcti.md §10.11). A Fault would read in Protheus as "cannot reach the middleware": what
+        # is not valid in the declared charset is read as windows-1252 instead.
+        try:
+            body.decode("utf-8")          # US-ASCII labels on UTF-8 bytes are read as UTF-8
+        except UnicodeDecodeError:
+            body = body.decode("utf-8", "smartcti-cp1252").encode("utf-8")
+            recoded = True
+        codec = "utf-8"
     if codec == "utf-8" or codec == "iso8859-1":
-        # ASCII-compatible: look for markup in the bytes; validate UTF-8 only.
-        if codec == "utf-8":
-            try:
-                body.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise SoapFault(
-                    CLIENT, f"Request body is not valid UTF-8 (byte offset {exc.start}); "
-                    "declare encoding=\"ISO-8859-1\" if that is what is sent",
-                ) from None
+        # ASCII-compatible: look for markup in the bytes.
         text: bytes | str = body
         doctype, entity = b"<!DOCTYPE", b"<!ENTITY"
     else:
@@ -278,7 +291,7 @@ def parse_request(body: bytes, content_type: str | None = None) -> SoapRequest:
                     continue
                 loose.add(key)
                 args[key] = _value(child, key)
-    return SoapRequest(name, args)
+    return SoapRequest(name, args, recoded)
 
 
 # --------------------------------------------------------------------------
