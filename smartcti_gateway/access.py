@@ -23,10 +23,12 @@ import socket
 import ssl
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import TYPE_CHECKING, Callable, Union
 from urllib.parse import urlsplit
 
 from aiohttp import web
+
+from .ratelimit import OncePer
 
 if TYPE_CHECKING:
     from .config import Config, LinkConfig, TlsConfig
@@ -278,13 +280,12 @@ class AccessGuard:
     """Route path -> Policy for one listener (aiohttp application)."""
 
     LOG_EVERY = 60.0     # one WARNING per refused address per this many seconds
-    MAX_TRACKED = 10_000
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
         self.clock = clock
         self.routes: dict[str, tuple[Policy, bool]] = {}   # path -> (policy, answer with a SOAP Fault)
         self.refused = 0
-        self._logged: dict[str, list[Any]] = {}            # address -> [next log time, refusals not logged]
+        self._once = OncePer(self.LOG_EVERY, clock=clock)
 
     def protect(self, paths: Iterable[str], policy: Policy, *, soap: bool = False) -> None:
         for path in paths:
@@ -318,17 +319,9 @@ class AccessGuard:
         return web.Response(status=403, text=message + "\n")
 
     def _log(self, address: str, policy: Policy, path: str) -> None:
-        now = self.clock()
-        entry = self._logged.get(address)
-        if entry is not None and now < entry[0]:
-            entry[1] += 1
+        more = self._once(address)
+        if more is None:
             return
-        if len(self._logged) >= self.MAX_TRACKED:
-            self._logged = {a: e for a, e in self._logged.items() if now < e[0]}
-            if len(self._logged) >= self.MAX_TRACKED:
-                self._logged.clear()
-        more = entry[1] if entry is not None else 0
-        self._logged[address] = [now + self.LOG_EVERY, 0]
         where = "command endpoint" if policy.endpoint == "command" else "PABX events endpoint"
         log.warning("link %d: refused %s to its %s %s: not in %s%s%s", policy.link_id, address, where, path,
                     policy.setting, f" (resolved from {policy.hostname})" if policy.hostname else "",
@@ -439,10 +432,25 @@ def ca_file_problem(path: str) -> str | None:
     return None
 
 
-def requests_session(ctx: ssl.SSLContext):
-    """A requests Session (for zeep's WSDL reads) that verifies https with ``ctx``."""
+def requests_session(ctx: ssl.SSLContext | None = None):
+    """A requests Session for zeep's WSDL reads: https verified with ``ctx`` (None: the system's CAs),
+    and a redirect followed only to the same scheme (never http -> file, https -> http...)."""
     import requests
     from requests.adapters import HTTPAdapter
+
+    class _SameScheme(requests.Session):
+        def get_redirect_target(self, resp):
+            target = super().get_redirect_target(resp)
+            if target and urlsplit(target).scheme and urlsplit(target).scheme.lower() != \
+                    urlsplit(resp.url).scheme.lower():
+                log.warning("the WSDL at %s redirects to %s, another scheme: not followed",
+                            redact_url(resp.url), redact_url(target)[:120])
+                return None
+            return target
+
+    session = _SameScheme()
+    if ctx is None:
+        return session
 
     class _Adapter(HTTPAdapter):
         def init_poolmanager(self, *args, **kwargs):
@@ -453,6 +461,5 @@ def requests_session(ctx: ssl.SSLContext):
             kwargs["ssl_context"] = ctx
             return super().proxy_manager_for(*args, **kwargs)
 
-    session = requests.Session()
     session.mount("https://", _Adapter())
     return session

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from . import __version__, access
+from . import __version__, access, httplog
 from .config import Config, LinkConfig, split_listen
 from .extlog import ExtensionLog, Trace
 from .core.pabx import PabxError, QuerySystemStatus, QueryVersion
@@ -55,12 +55,14 @@ class Gateway:
         self.ports: dict[str, int] = {}       # listen string -> bound port
         self.simulator = None
         self._sim_runner: web.AppRunner | None = None
+        self.bad_requests: httplog.BadRequestLog | None = None
         # a relative dir is relative to the working directory (scripts/run: the repository)
         self.extlog = ExtensionLog(Path(cfg.logging.dir), enabled=cfg.logging.per_extension)
         self.registry = Registry(cfg.state_file, owner=cfg.source) if cfg.state_file else None
         self.status = Status(self, cfg.status_allow)
 
     async def start(self) -> None:
+        self.bad_requests = httplog.install()   # a malformed request: one warning per client address
         if self.cfg.simulator.enabled:
             from .pabx.digitro.simulator import options_from_mapping, start_simulator
             host, port = split_listen(self.cfg.simulator.listen)
@@ -153,6 +155,8 @@ class Gateway:
         if self._sim_runner is not None:
             await self._sim_runner.cleanup()
         self.extlog.close()
+        if self.bad_requests is not None:
+            httplog.remove(self.bad_requests)
         if self.registry is not None:
             self.registry.close()
 

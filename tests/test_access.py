@@ -513,3 +513,60 @@ def test_driver_verifies_an_https_pabx(cert):
             await runner.cleanup()
 
     asyncio.run(scenario())
+
+
+# ------------------------------------------------- where Protheus' events may be posted
+@pytest.mark.parametrize("bad", ["file:///etc/passwd", "file://{secret}", "not a url", "{secret}",
+                                 "gopher://127.0.0.1:70/x", "http:///etc/passwd"])
+def test_agent_in_service_refuses_an_ipaddress_that_is_not_http(tmp_path, caplog, bad):
+    """Seen: file:///etc/passwd made the gateway read the file; 'not a url' opened a local path."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0")
+    url = bad.format(secret=secret)
+    gw = RunningGateway(simulated_config())
+    try:
+        caplog.set_level(logging.WARNING, "smartcti_gateway.link")
+        assert gw.code("AgentInService", device="2001", ipaddress=url) == 16
+        assert gw.in_loop(lambda: (gw.link().switch.device("2001"), dict(gw.link().eventing._schemas),
+                                   gw.link().delivery.depth())) == (None, {}, 0)
+        (line,) = [r.getMessage() for r in caplog.records if "AgentInService" in r.getMessage()]
+        assert "is not an http:// or https:// URL" in line and "MV_TKCTIEV" in line
+        assert gw.code("SystemStatus") == 0         # and it keeps serving
+    finally:
+        gw.close()
+
+
+def test_eventing_allow_pins_protheus_eventing_servers(caplog):
+    cfg = simulated_config()
+    cfg["eventing_allow"] = ["10.20.0.0/16", "protheus.example.com"]
+    cfg["links"][0]["eventing_allow"] = ["127.0.0.0/8"]          # the link's own list wins
+    gw = RunningGateway(cfg)
+    try:
+        caplog.set_level(logging.WARNING, "smartcti_gateway.link")
+        assert gw.code("AgentInService", device="2001", ipaddress=gw.events_url) == 0
+        wait_for(lambda: [e for e in gw.events() if e["method"] == "INSERVICE"], what="INSERVICE")
+        # a host name that resolves inside the allowed network is allowed too
+        assert gw.code("AgentInService", device="2002",
+                       ipaddress=gw.events_url.replace("127.0.0.1", "localhost")) == 0
+    finally:
+        gw.close()
+    cfg["links"][0].pop("eventing_allow")
+    gw = RunningGateway(cfg)
+    try:
+        for url in (gw.events_url, "http://192.168.7.7/SMARTCTIWSEVENTING.apw", "http://localhost:1/x.apw"):
+            assert gw.code("AgentInService", device="2001", ipaddress=url) == 16
+        lines = [r.getMessage() for r in caplog.records if "is not in eventing_allow" in r.getMessage()]
+        assert len(lines) == 3 and "'127.0.0.1' of ipaddress" in lines[0]
+        assert gw.in_loop(lambda: gw.link().switch.device("2001")) is None
+    finally:
+        gw.close()
+
+
+def test_eventing_allow_in_the_config_is_checked(tmp_path):
+    path = tmp_path / "gw.yaml"
+    path.write_text("links:\n  - link_id: 1\n    eventing_allow: [10.0.0.1/8]\n")
+    with pytest.raises(ConfigError, match=r"gw.yaml:3: links\[0\].eventing_allow\[0\]: '10.0.0.1/8' has bits set"):
+        load(path)
+    path.write_text("eventing_allow: ['protheus_server!']\nlinks:\n  - link_id: 1\n")
+    with pytest.raises(ConfigError, match="neither a network"):
+        load(path)

@@ -459,3 +459,51 @@ async def test_submit_with_no_urls_keeps_nothing():
     d.submit([])
     assert d.streams == {} and d.depth() == 0
     assert await d.drain(0.0)
+
+
+# ----------------------------------------- after AgentOutOfService, and trouble in the log
+async def test_forget_drops_what_waits_and_stops_the_retries_at_once():
+    """docs/events.md promises nothing after the last AgentOutOfService; seen: retries up to attempt 20."""
+    d, c, _ = make(**FAST)
+    c.default = DeliveryError("refused", retry=True)
+    for i in range(5):
+        d.submit([note("2001", i, urls=(URL, URL2)), note("2002", i)])
+    await until(lambda: len([x for x in c.calls if x[0] == "2001"]) >= 6, what="2001 retrying")
+    assert d.forget("2001") == 10            # all ten waiting, the two on the wire included
+    attempts = len([x for x in c.calls if x[0] == "2001"])
+    assert all(k[0] != "2001" for k in d.streams) and d.counts["forgotten"] == 10
+    c.default = 0
+    assert await d.drain(2.0)                 # 2002 goes on and is delivered
+    assert c.ids("2002") == [f"C{i}" for i in range(5)]
+    assert len([x for x in c.calls if x[0] == "2001"]) == attempts    # not one more attempt for 2001
+    # a new AgentInService takes it again: its events flow
+    d.submit([note("2001", "new")])
+    assert await d.drain(2.0) and c.ids("2001") == ["Cnew"]
+
+
+async def test_a_failing_url_is_summarised_not_logged_per_event(monkeypatch, caplog):
+    """Seen: a 60 s Protheus outage wrote about 1,100 lines."""
+    clock = Clock()
+    real_sleep = asyncio.sleep
+
+    async def fake_sleep(delay, result=None):
+        clock.t += delay
+        return await real_sleep(0, result)
+
+    monkeypatch.setattr(delivery_mod.asyncio, "sleep", fake_sleep)
+    caplog.set_level("INFO", "smartcti_gateway.delivery")
+    d, c, _ = make(clock=clock, retry_initial=0.5, retry_max=1.0, ttl=20.0, report_every=30.0)
+    c.default = DeliveryError("cannot reach it: connection refused", retry=True)
+    for second in range(60):                  # one event a second for a minute, Protheus down
+        d.submit([note(f"20{second % 10:02d}", second)])
+        clock.t += 1.0
+        await real_sleep(0)
+    c.default = 0
+    d.submit([note("2001", "after")])
+    assert await d.drain(5.0)
+    lines = [r.getMessage() for r in caplog.records if r.name == "smartcti_gateway.delivery"]
+    assert len(lines) <= 8, lines             # one at the start, about one per 30 s, one at the end
+    assert lines[0].startswith(f"link 3: cannot deliver events to {URL}: cannot reach it")
+    assert any("still failing after" in x and "attempts failed" in x and "dropped as stale" in x for x in lines)
+    assert lines[-1].startswith(f"link 3: {URL} answers again after") and "attempts failed" in lines[-1]
+    assert d.counts["stale"] > 0 and d.counts["retries"] > 100   # counted, all the same

@@ -567,3 +567,38 @@ async def test_close_cancels_a_pending_wsdl_load(monkeypatch):
     with pytest.raises(asyncio.CancelledError):
         await pending
     release.set()
+
+
+# ------------------------------------------- where events may go (issue: field fixes, item 9)
+def redirecting_app(target: str, seen: list) -> web.Application:
+    """Answers every GET and POST with a redirect to ``target``."""
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append((request.method, request.path_qs))
+        raise web.HTTPFound(target)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    return app
+
+
+@pytest.mark.parametrize("target", ["file:///etc/passwd", "https://127.0.0.1:9/ws/SMARTCTIWSEVENTING.apw",
+                                    "http://127.0.0.1:9/elsewhere"])
+async def test_redirects_are_never_followed(client, serve, tmp_path, target):
+    seen: list = []
+    base = await serve(redirecting_app(target, seen))
+    url = base + "ws/SMARTCTIWSEVENTING.apw"
+    with pytest.raises(DeliveryError) as e:
+        await client.send(url, note_for("RINGING", url=url), LINK)
+    assert e.value.retry is False and "redirect" in str(e.value) and "not followed" in str(e.value)
+    # the WSDL read follows no redirect to another scheme; the POST follows none at all
+    assert (await client.schema(url)).source == "conventions"
+    assert [m for m, _ in seen].count("POST") == 1
+
+
+async def test_a_wsdl_read_is_never_a_local_file(tmp_path):
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0")
+    for url in (str(secret), f"file://{secret}", "not a url"):
+        with pytest.raises(ValueError, match="is not an http:// or https:// URL"):
+            schema_from_wsdl(url, 1.0)

@@ -6,6 +6,7 @@ Refusal times are printed (``pytest -s``), not asserted: scripts/fuzz proves the
 from __future__ import annotations
 
 import http.client
+import logging
 import socket
 import time
 
@@ -307,3 +308,35 @@ def test_after_everything_a_good_request_still_answers(gw):
     finally:
         client.close()
     assert gw.code("SystemStatus") == 0
+
+
+# ---------------------------------------------------- malformed HTTP: a 400, one line, no traceback
+MALFORMED = {
+    "20 KB header": b"X-Big: " + b"a" * 20_000 + b"\r\nContent-Length: 0\r\n",
+    "200 headers": b"".join(b"X-H%d: v\r\n" % i for i in range(200)) + b"Content-Length: 0\r\n",
+    "negative Content-Length": b"Content-Length: -5\r\n",
+    "doubled Content-Length": b"Content-Length: 5\r\nContent-Length: 7\r\n",
+}
+
+
+@pytest.mark.parametrize("what", sorted(MALFORMED))
+def test_malformed_http_gets_400_and_one_warning_without_a_traceback(what, caplog):
+    gw = RunningGateway(simulated_config())
+    client = f"127.0.0.{10 + sorted(MALFORMED).index(what)}"   # the rate limit is per client address
+    try:
+        caplog.set_level(logging.DEBUG, "aiohttp.server")
+        head = b"POST /axis2/services/SmartCTIWSCommand HTTP/1.1\r\nHost: gw\r\n" + MALFORMED[what] + b"\r\nhello"
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", gw.port), timeout=10, source_address=(client, 0)) as s:
+                s.sendall(head)
+                answer = s.recv(200)
+            assert answer.startswith(b"HTTP/1.0 400 ") or answer.startswith(b"HTTP/1.1 400 "), answer
+        records = [r for r in caplog.records if r.name == "aiohttp.server"]
+        assert len(records) == 1, [r.getMessage() for r in records]        # rate-limited per client address
+        (r,) = records
+        assert r.levelname == "WARNING" and r.exc_info is None and not r.exc_text
+        assert r.getMessage().startswith(f"refused a malformed HTTP request from {client} with 400: ")
+        assert len(r.getMessage()) < 300
+        assert gw.code("SystemStatus") == 0                                # and it keeps serving
+    finally:
+        gw.close()

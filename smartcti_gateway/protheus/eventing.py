@@ -81,10 +81,11 @@ def schema_from_wsdl(url: str, timeout: float, ssl_context: ssl.SSLContext | Non
     from zeep.transports import Transport
 
     post_url = service_url(url)
-    session = None
-    if ssl_context is not None:   # https verified with events.ca_file too
-        from ..access import requests_session
-        session = requests_session(ssl_context)
+    if urlsplit(post_url).scheme.lower() not in ("http", "https"):
+        # zeep would read a local file for a path or a file:// URL
+        raise ValueError(f"{post_url[:120]!r} is not an http:// or https:// URL")
+    from ..access import requests_session
+    session = requests_session(ssl_context)   # https verified with events.ca_file too; no scheme change
     client = zeep.Client(post_url + "?WSDL", transport=Transport(timeout=timeout, operation_timeout=timeout,
                                                                  session=session))
     wanted = set(EVENT_PARAMS)
@@ -220,9 +221,12 @@ class EventingClient:
         body = envelope(shape, note.params(link_id))
         headers = {"Content-Type": "text/xml; charset=utf-8", "SOAPAction": f'"{shape.soapaction}"'}
         try:
-            async with self._session.post(schema.url, data=body, headers=headers) as resp:
+            # never follow a redirect: Protheus does not redirect SOAP posts, and a redirect could lead
+            # anywhere (another scheme, a host inside the network)
+            async with self._session.post(schema.url, data=body, headers=headers, allow_redirects=False) as resp:
                 answer = await resp.read()
                 status = resp.status
+                location = resp.headers.get("Location", "")
         except asyncio.TimeoutError:
             raise DeliveryError(f"no answer within {self.timeout:g} s", retry=True) from None
         except aiohttp.ClientConnectorCertificateError as e:
@@ -230,4 +234,7 @@ class EventingClient:
                                 f"put its CA in the link's events.ca_file"[:300], retry=True) from None
         except aiohttp.ClientError as e:
             raise DeliveryError(f"cannot reach {schema.url}: {e}"[:300], retry=True) from None
+        if 300 <= status < 400:
+            raise DeliveryError(f"HTTP {status} redirect to {location[:120]!r} not followed; point MV_TKCTIEV "
+                                f"at the SmartCTIWSEventing URL itself", retry=False)
         return parse_result(answer, status)
