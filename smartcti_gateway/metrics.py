@@ -79,9 +79,10 @@ class GatewayCollector(Collector):
             received.add_metric([lid], getattr(link.driver, "events_received", 0))
             up.add_metric([lid], 1 if link.health.up else 0)
             reconnects.add_metric([lid], link.health.reconnects)
-            devices = link.switch.devices.values()
-            in_service.add_metric([lid], sum(1 for d in devices if d.in_service))
-            by_state = Counter(d.agent.state for d in devices if d.agent is not None)
+            sw = link.switch
+            in_service.add_metric([lid], len(sw.devices))
+            # the state queryAgentState answers and the status page shows (busy comes from the calls)
+            by_state = Counter(sw.agent_state(name) for name, d in sw.devices.items() if d.agent is not None)
             for state in AgentState:
                 agents.add_metric([lid, state.value], by_state.get(state, 0))
             calls.add_metric([lid], len(link.switch.calls))

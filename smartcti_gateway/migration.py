@@ -4,11 +4,13 @@ DigitroCTILink (Java 1.5, Tomcat 4.1, Axis) kept its settings in Java ``.propert
 files, one Tomcat web application per link:
 
 * ``Digitro.properties`` — ``URL.Xml-RPC.Server``: the NGC's XML-RPC URL;
-* ``DigitroCTILink.properties`` — ``Microsiga.LinkID`` (K4_LINKID), ``File.Log`` (log
-  directory), ``EventingServer.Port`` (where the NGC posted its events),
-  ``WSDL.SmartCTIWSCommand`` (the command service's WSDL URL: port and path of K4_CMD_URL);
-* ``SmartCTIWSCommand<N>.properties`` (N = 2, 3, …) — one more link each, with the same
-  keys; a key missing there is inherited from the two files above.
+* ``DigitroCTILink.properties`` — ``Microsiga.LinkID`` (K4_LINKID), ``File.Log`` (Y or N: the
+  switch of DigitroCTILink's per-extension file log, which it wrote in its own ``Log`` folder),
+  ``EventingServer.Port`` (where the NGC posted its events), ``WSDL.SmartCTIWSCommand`` (the
+  command service's WSDL URL: port and path of K4_CMD_URL);
+* ``SmartCTIWSCommand<N>.properties`` or ``SmartCTIWSCommands<N>.properties`` (N = 2, 3, …, the
+  TOTVS course spells it with an s) — one more link each, with the same keys; a key missing
+  there is inherited from the two files above.
 
 :func:`import_properties` turns them into the gateway's YAML config (text with comments,
 accepted by :func:`smartcti_gateway.config.parse`); :func:`parse_properties` reads one
@@ -52,8 +54,12 @@ KEY_EVENT_PORT = "EventingServer.Port"
 KNOWN_KEYS = (KEY_LINK_ID, KEY_PABX_URL, KEY_WSDL, KEY_LOG_DIR, KEY_EVENT_PORT)
 
 # Main files, in the order they are merged (a key of a later file wins).
-MAIN_FILES = ("digitro.properties", "smartctiwscommand.properties", "digitroctilink.properties")
-_EXTRA_RE = re.compile(r"^SmartCTIWSCommand(\d+)\.properties$", re.IGNORECASE)
+MAIN_FILES = ("digitro.properties", "smartctiwscommand.properties", "smartctiwscommands.properties",
+              "digitroctilink.properties")
+_EXTRA_RE = re.compile(r"^SmartCTIWSCommands?(\d+)\.properties$", re.IGNORECASE)
+# File.Log: the switch of DigitroCTILink's file log ("Para habilitar, indique Y")
+_YES = frozenset({"y", "yes", "s", "sim", "true", "1", "on"})
+_NO = frozenset({"", "n", "no", "não", "nao", "false", "0", "off"})
 _SECRET_RE = re.compile(r"senha|password|pass|pwd|secret", re.IGNORECASE)
 _ENDPOINT_SUFFIX = ".SmartCTIWSCommandHttpSoap11Endpoint"
 
@@ -208,7 +214,8 @@ class _Link:
     command_path: str = DEFAULT_COMMAND_PATH
     old_cmd_url: str = ""
     pabx_url: str = ""
-    log_dir: str = ""
+    log_on: bool | None = None                  # File.Log: Y (True), N (False), absent (None)
+    log_dir: str = ""                           # File.Log held a folder instead of Y/N
     path_changed: bool = False
     conflict_with: int = 0
     conflict_path: str = ""
@@ -368,6 +375,18 @@ def _wsdl(link: _Link, v: _Value) -> None:
                           "TLS proxy in front of it or change K4_CMD_URL to http://")
 
 
+def _file_log(v: _Value, notes: list[str]) -> tuple[bool, str]:
+    """``File.Log``: (per-extension logs on?, the folder when the value is one rather than Y/N)."""
+    value = v.value.strip()
+    if value.lower() in _YES:
+        return True, ""
+    if value.lower() in _NO:
+        return False, ""
+    notes.append(f"{KEY_LOG_DIR} = {_printable(value)!r} ({v.where}) is neither Y nor N, the values of DigitroCTILink's "
+                 f"log switch: taken as the folder of the per-extension logs, which are switched on")
+    return True, _log_dir(v, notes)
+
+
 def _log_dir(v: _Value, notes: list[str]) -> str:
     value, raw = v.value.strip(), v.raw.strip()
     if "\\" in raw and "\\\\" not in raw:
@@ -393,10 +412,12 @@ def _main_dir_key(item: tuple[Path, list[tuple[int, Path]]]) -> tuple:
     return (not core, min(d for d, _ in files), str(folder).lower())
 
 
-def import_properties(dir: Path, *, now: datetime | None = None) -> str:
+def import_properties(dir: Path, *, now: datetime | None = None, warnings: list[str] | None = None) -> str:
     """The YAML config equivalent to the DigitroCTILink install in ``dir`` (text with comments).
 
-    Raises :class:`MigrationError` with a message naming the file, the key and what to do.
+    Raises :class:`MigrationError` with a message naming the file, the key and what to do. What the
+    administrator must hear at once (a file that looks like a link and is not read) is also appended
+    to ``warnings``.
     """
     root = Path(dir)
     if not root.exists():
@@ -517,8 +538,8 @@ def import_properties(dir: Path, *, now: datetime | None = None) -> str:
         else:
             link.notes.append(f"{KEY_WSDL} is not set: port {DEFAULT_PORT} and {DEFAULT_COMMAND_PATH} are used - "
                               f"make them match the K4_CMD_URL of this link's SK4 row")
-        if KEY_LOG_DIR in vals and vals[KEY_LOG_DIR].value.strip():
-            link.log_dir = _log_dir(vals[KEY_LOG_DIR], _notes_for(link, vals[KEY_LOG_DIR]))
+        if KEY_LOG_DIR in vals:
+            link.log_on, link.log_dir = _file_log(vals[KEY_LOG_DIR], _notes_for(link, vals[KEY_LOG_DIR]))
         if (link.port, link.command_path) in used:
             base = link.command_path
             link.conflict_with, link.conflict_path = used[(link.port, base)], base
@@ -533,7 +554,28 @@ def import_properties(dir: Path, *, now: datetime | None = None) -> str:
                               f"K4_CMD_URL CHANGES")
         used[(link.port, link.command_path)] = link.link_id
 
+    if warnings is not None:
+        warnings += _unread_links(root, [root / r for r in ignored] + others)
     return _render(root, links, main_files, extra_files, ignored, others, header_notes, now)
+
+
+def _unread_links(root: Path, paths: list[Path]) -> list[str]:
+    """Files not read that hold a link's keys: a link the administrator would lose without noticing."""
+    out = []
+    for path in paths:
+        rel = path.relative_to(root).as_posix()
+        try:
+            entries = _read(path, rel).entries
+        except MigrationError:
+            continue
+        keys = [k for k in (KEY_LINK_ID, KEY_EVENT_PORT) if k in entries]
+        if keys:
+            shown = ", ".join(f"{k} = {_printable(entries[k].value.strip())}" for k in keys)
+            out.append(f"{_printable(rel)} looks like a link ({shown}) but is not read: only Digitro.properties, "
+                       f"DigitroCTILink.properties and SmartCTIWSCommand<N>.properties (or SmartCTIWSCommands<N>) "
+                       f"of one folder are. If it is a link, rename it SmartCTIWSCommand<N>.properties (N = 2, 3, ...) "
+                       f"and run import-properties again")
+    return out
 
 
 def _notes_for(link: _Link, v: _Value) -> list[str]:
@@ -564,7 +606,8 @@ def _render(root: Path, links: list[_Link], main_files: list[_PropFile], extra_f
     ports = sorted({l.port for l in links})
     event_ports = sorted({int(l.values[KEY_EVENT_PORT].value.strip()) for l in links
                           if KEY_EVENT_PORT in l.values and l.values[KEY_EVENT_PORT].value.strip().isdigit()})
-    log_link = next((l for l in links if l.log_dir), None)
+    log_link = next((l for l in links if l.log_on), None)
+    switched = [l for l in links if l.log_on is not None]
 
     out: list[str] = []
     w = out.append
@@ -595,17 +638,25 @@ def _render(root: Path, links: list[_Link], main_files: list[_PropFile], extra_f
     w(f"#  2. Firewall: Protheus must reach this gateway on TCP port {', '.join(map(str, ports))}; the NGC must")
     w(f"#     reach the gateway's callback URL on the same port{'s' if len(ports) > 1 else ''}"
       + (f" (no longer EventingServer.Port {', '.join(map(str, event_ports))})." if event_ports else "."))
-    w("#  3. logging.dir, if any: a path of the old Windows server; change it if the gateway runs elsewhere.")
+    w("#  3. logging: where the per-extension logs go (a path of the old server, if File.Log held one).")
     w("#  4. Stop the old Tomcat service, then: smartcti-gateway check-config THIS_FILE")
     w("")
     origin = f"port of {KEY_WSDL}" if first.old_cmd_url else f"{KEY_WSDL} not set: default port"
     w(f"listen: {_q(f'0.0.0.0:{top_port}')}          # HOST:PORT of the SOAP listener ({origin})")
     w("log_level: info")
-    if log_link is not None:
+    if switched:
+        src = (log_link or switched[0]).values[KEY_LOG_DIR]
         w("")
-        w(f"logging:                      # {KEY_LOG_DIR} of {_printable(log_link.values[KEY_LOG_DIR].where)}")
-        w(f"  dir: {_q(log_link.log_dir)}")
-        w("  per_extension: true          # one file per extension: <device>-<linkid>-<DD>.log, as the old link")
+        w(f"logging:                      # {KEY_LOG_DIR} = {_printable(src.value.strip())} "
+          f"({_printable(src.where)})")
+        if log_link is not None and log_link.log_dir:
+            w(f"  dir: {_q(log_link.log_dir)}")
+        else:
+            w("  dir: logs                   # DigitroCTILink wrote them in its own Log\\ folder; here: logs/")
+        if log_link is not None:
+            w("  per_extension: true          # one file per extension: <device>-<linkid>-<DD>.log, as the old link")
+        else:
+            w("  per_extension: false         # off, as in the old install; console keys s / n switch them")
     w("")
     w("# No simulator: section - this config drives the real NGC.")
     w("links:")
@@ -656,6 +707,8 @@ def _render_link(w, link: _Link, top_port: int, log_link: _Link | None) -> None:
     if link.log_dir and log_link is not None and link.log_dir != log_link.log_dir:
         w(f"    # {KEY_LOG_DIR} of this link was {_q(link.log_dir)}: the gateway writes the logs of every link")
         w("    # into logging.dir (the file names carry the link id).")
+    elif link.log_on is False and log_link is not None:
+        w(f"    # {KEY_LOG_DIR} of this link was N: the gateway has one switch for every link (on above).")
     for line in link.unknown:
         w(f"    # {line}")
 
@@ -713,8 +766,9 @@ def _validate(text: str) -> str | None:
 def run_import_properties(args: argparse.Namespace) -> int:
     """The ``import-properties`` command: 0 done, 1 written but not valid for the gateway, 2 error."""
     err = sys.stderr
+    warnings: list[str] = []
     try:
-        text = import_properties(Path(args.dir))
+        text = import_properties(Path(args.dir), warnings=warnings)
     except MigrationError as e:
         print(f"import-properties: error: {e}", file=err)
         return 2
@@ -722,6 +776,8 @@ def run_import_properties(args: argparse.Namespace) -> int:
         print(f"import-properties: unexpected error while reading {args.dir}: {type(e).__name__}: {e}. "
               f"Please report it with the folder's file list.", file=err)
         return 2
+    for warning in warnings:
+        print(f"import-properties: warning: {warning}.", file=err)
     problem = _validate(text)
     out = getattr(args, "output", None)
     if not out or out == "-":

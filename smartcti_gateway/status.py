@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import __version__
 from .access import peer_address, redact_url
+from .core.commands import AGENT_STATE_CODES
 from .metrics import registry_for, render
 
 if TYPE_CHECKING:
@@ -93,13 +94,15 @@ class Status:
             queues.append([link.link_id, d.depth(), c.get("sent", 0), c.get("no_session", 0), c.get("stale", 0),
                            c.get("overflow", 0), c.get("failed", 0), c.get("retries", 0)])
             for dev in sorted(link.switch.devices.values(), key=lambda x: x.name):
-                if not dev.in_service and dev.agent is None:
-                    continue
                 a = dev.agent
                 states = ", ".join(f"{c.call_id[-12:]} {c.connections.get(dev.name).value}"
                                    for c in link.switch.calls_of(dev.name) if dev.name in c.connections)
-                devices.append([link.link_id, dev.name, dev.in_service, a.agent_id if a else "-",
-                                ",".join(a.groups) if a else "-", a.state.value if a else "-", states or "-"])
+                # the state queryAgentState answers, with its code: one source of truth with /metrics
+                state = link.switch.agent_state(dev.name)
+                shown = f"{state.value} ({int(AGENT_STATE_CODES[state])})" if a is not None else "-"
+                devices.append([link.link_id, dev.name if dev.monitored else f"{dev.name} (waiting for the PABX)",
+                                dev.in_service, a.agent_id if a else "-", ",".join(a.groups) if a else "-", shown,
+                                states or "-"])
             for call in link.switch.calls.values():
                 parties = ", ".join(f"{p} {s.value}" for p, s in call.connections.items())
                 calls.append([link.link_id, call.call_id, call.direction.value, call.calling or "-",

@@ -467,3 +467,58 @@ def test_the_k4_cmd_urls_of_the_comments_answer_on_a_running_gateway(tmp_path):
             assert gw.call("SystemStatus", path) == "0", path
     finally:
         gw.close()
+
+
+# --------------------------------------------------------------- File.Log, extra links, forgotten files
+@pytest.mark.parametrize("value,on", [("Y", True), ("y", True), ("S", True), ("N", False), ("n", False), ("", False)])
+def test_file_log_is_the_switch_of_the_old_file_log(tmp_path, value, on):
+    """Seed course: "Para habilitar, indique Y". Seen: File.Log=Y became logging.dir: Y, and N switched logs on."""
+    props(tmp_path / "Digitro.properties", "URL.Xml-RPC.Server=http://10.0.0.5:2551/RPC2\n")
+    props(tmp_path / "DigitroCTILink.properties", f"Microsiga.LinkID=1\nFile.Log={value}\n")
+    text, data, cfg = convert(tmp_path)
+    assert data["logging"] == {"dir": "logs", "per_extension": on}
+    assert cfg.logging.per_extension is on and cfg.logging.dir == "logs"
+    assert "Log\\ folder" in text if on else "off, as in the old install" in text
+
+
+def test_file_log_absent_writes_no_logging_section(tmp_path):
+    props(tmp_path / "Digitro.properties", "URL.Xml-RPC.Server=http://10.0.0.5:2551/RPC2\n")
+    props(tmp_path / "DigitroCTILink.properties", "Microsiga.LinkID=1\n")
+    _, data, cfg = convert(tmp_path)
+    assert "logging" not in data and cfg.logging.per_extension is False
+
+
+def test_one_switch_for_every_link(tmp_path):
+    props(tmp_path / "Digitro.properties", "URL.Xml-RPC.Server=http://10.0.0.5:2551/RPC2\n")
+    props(tmp_path / "DigitroCTILink.properties", "Microsiga.LinkID=1\nFile.Log=N\n")
+    props(tmp_path / "SmartCTIWSCommand2.properties", "Microsiga.LinkID=2\nFile.Log=Y\n"
+                                                       "WSDL.SmartCTIWSCommand=http://srv:8081/axis2/services/SmartCTIWSCommand?wsdl\n")
+    text, data, _ = convert(tmp_path)
+    assert data["logging"]["per_extension"] is True
+    assert "File.Log of this link was N: the gateway has one switch for every link" in text
+
+
+@pytest.mark.parametrize("name", ["SmartCTIWSCommands2.properties", "smartctiwscommands2.properties",
+                                  "SmartCTIWSCommand2.properties"])
+def test_extra_links_with_or_without_the_s(tmp_path, name):
+    """The TOTVS course names them SmartCTIWSCommands2.properties, SmartCTIWSCommands3...."""
+    old_install(tmp_path, wsdl="http://srv:8080/axis2/services/SmartCTIWSCommand?wsdl")
+    props(tmp_path / name, "Microsiga.LinkID=2\nWSDL.SmartCTIWSCommand=http://srv:8081/DigitroCTILink2/services/"
+                           "SmartCTIWSCommand?wsdl\n")
+    _, data, _ = convert(tmp_path)
+    assert [l["link_id"] for l in data["links"]] == [1, 2]
+
+
+def test_a_file_that_looks_like_a_link_and_is_not_read_is_a_warning_on_the_terminal(tmp_path, capsys):
+    old_install(tmp_path)
+    props(tmp_path / "SmartCTIWSCommand-link2.properties", "Microsiga.LinkID=2\n")     # not a name that is read
+    props(tmp_path / "backup" / "DigitroCTILink.properties", "Microsiga.LinkID=3\nEventingServer.Port=9001\n")
+    props(tmp_path / "log4j.properties", "log4j.rootLogger=INFO\n")                      # not a link: nothing said
+    out = tmp_path / "gw.yaml"
+    assert main([str(tmp_path), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    warnings = [l for l in err.splitlines() if l.startswith("import-properties: warning: ")]
+    assert len(warnings) == 2, err
+    assert "SmartCTIWSCommand-link2.properties looks like a link (Microsiga.LinkID = 2) but is not read" in err
+    assert "backup/DigitroCTILink.properties looks like a link (Microsiga.LinkID = 3, EventingServer.Port = 9001)" in err
+    assert "rename it SmartCTIWSCommand<N>.properties" in err and "log4j" not in err

@@ -73,6 +73,32 @@ def test_metrics_after_a_scripted_call(gw):
     assert "s3cret" not in text and "agentPass" not in text
 
 
+def test_page_metrics_and_query_agent_state_say_the_same(gw):
+    """Seen: an agent on a connected call shown ready while /metrics said busy and queryAgentState 29."""
+    def views():
+        page = gw.http("GET", "/")[1].decode()
+        text = gw.http("GET", "/metrics")[1].decode()
+        states = {s for s in ("ready", "busy", "not_ready", "logged_on") if metric(text, "smartcti_agents", link=1,
+                                                                                 state=s) == 1}
+        return page, states, gw.code("queryAgentState", cDevice="2001")
+
+    assert gw.code("AgentInService", device="2001", ipaddress=gw.events_url) == 0
+    assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+    assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
+    page, states, code = views()
+    assert "<td>ready (28)</td>" in page and states == {"ready"} and code == 28
+    gw.sim("/sim/inbound", {"ani": "4832810000", "dnis": "7001", "group": "701"})
+    wait_for(lambda: gw.conn_state("2001"), what="ringing")
+    assert gw.code("Answer", device="2001") == 0
+    wait_for(lambda: "connected" in gw.conn_state("2001").values(), what="answered")
+    page, states, code = views()
+    assert "<td>busy (29)</td>" in page and states == {"busy"} and code == 29
+    gw.sim("/sim/hangup", {"device": "2001"})
+    wait_for(lambda: not gw.conn_state("2001"), what="hung up")
+    page, states, code = views()
+    assert "<td>ready (28)</td>" in page and states == {"ready"} and code == 28
+
+
 def test_status_page_and_metrics_only_for_status_allow():
     cfg = simulated_config()
     cfg["status_allow"] = ["10.0.0.0/8"]
