@@ -654,9 +654,9 @@ def _render(root: Path, links: list[_Link], main_files: list[_PropFile], extra_f
         else:
             w("  dir: logs                   # DigitroCTILink wrote them in its own Log\\ folder; here: logs/")
         if log_link is not None:
-            w("  per_extension: true          # one file per extension: <device>-<linkid>-<DD>.log, as the old link")
+            w("  per_extension: true         # one file per extension: <device>-<linkid>-<DD>.log, as the old link")
         else:
-            w("  per_extension: false         # off, as in the old install; console keys s / n switch them")
+            w("  per_extension: false        # off, as in the old install; console keys s / n switch them")
     w("")
     w("# No simulator: section - this config drives the real NGC.")
     w("links:")
