@@ -248,15 +248,16 @@ class Link:
 
     def event_urls(self) -> list[str]:
         """Every distinct Protheus eventing URL of the devices in service."""
-        return list(dict.fromkeys(u for d in self.switch.devices.values() for u in d.sessions))
+        return list(dict.fromkeys(u for d in self.switch.devices.values() for u in d.event_urls))
 
-    def _release(self, device: str, url: str) -> None:
-        """Protheus answered 99 too many times in a row for ``device`` at ``url``: stop serving it there,
-        and once no URL is left, release the device as an AgentOutOfService would."""
+    def _release(self, device: str, url: str, cdevice: str) -> None:
+        """Protheus answered 99 too many times in a row for the session (``url``, ``cdevice``) of
+        ``device``: stop serving it; once no session is left, release the device as an AgentOutOfService
+        would."""
         dev = self.switch.device(device)
-        if dev is None or url not in dev.sessions:
+        if dev is None or (url, cdevice) not in dev.sessions:
             return
-        del dev.sessions[url]
+        del dev.sessions[(url, cdevice)]
         if not dev.sessions:
             self.switch.release(device)
             self.delivery.forget(device)
@@ -279,12 +280,12 @@ class Link:
     async def _check_restored_urls(self) -> None:
         """Restored eventing URLs that the site's eventing_allow no longer allows are dropped."""
         for dev in list(self.switch.devices.values()):
-            for url in list(dev.sessions):
+            for url, spelling in list(dev.sessions):
                 problem = await self.eventing_check(url)
                 if problem:
                     log.warning("link %d: %s no longer sends events to %s (%s)", self.link_id, dev.name,
                                 url, problem)
-                    del dev.sessions[url]
+                    del dev.sessions[(url, spelling)]
             if not dev.sessions:
                 self.switch.release(dev.name)
             self._persist(dev.name)
@@ -299,7 +300,7 @@ class Link:
         dev = self.switch.device(device)
         agent = dev.agent if dev is not None else None
         key = None if dev is None else (
-            tuple(dev.sessions.items()), dev.wire_name, dev.in_service, dev.monitored,
+            tuple(dev.sessions), dev.wire_name, dev.in_service, dev.monitored,
             (agent.agent_id, agent.groups, agent.state is AgentState.LOGGED_OFF) if agent else None)
         if self._saved.get(device) == key:
             return
@@ -402,7 +403,7 @@ class Link:
                 dev.monitored = True
                 self.delivery.submit(self.commands.notifier.in_service_owed(dev))
                 log.info("link %d: %s monitored now that the PABX answers; INSERVICE sent to its %d "
-                         "Protheus session URL(s)", self.link_id, name, len(dev.sessions))
+                         "Protheus session(s)", self.link_id, name, len(dev.sessions))
                 self._persist(name)
 
     def _refused_at_monitor(self, name: str) -> None:

@@ -97,7 +97,7 @@ class Registry:
         agent = dev.agent if dev.agent is not None and dev.agent.state is not AgentState.LOGGED_OFF else None
         self.db.execute(
             "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (link_id, dev.name, dev.wire_name, json.dumps(list(dev.sessions.items())), dev.in_service,
+            (link_id, dev.name, dev.wire_name, json.dumps(list(dev.sessions)), dev.in_service,
              agent.agent_id if agent else None, ",".join(agent.groups) if agent else None,
              agent.state.value if agent else None, 1 if dev.monitored else 0))
         self.writes += 1
@@ -115,7 +115,7 @@ class Registry:
         restored = []
         for name, wire, urls, in_service, agent_id, groups, state, monitored in rows:
             dev = switch.put_in_service(name, wire, "")
-            dev.sessions = dict(_sessions(json.loads(urls), wire))
+            dev.sessions = dict.fromkeys(_sessions(json.loads(urls), wire))
             dev.in_service = int(in_service)
             dev.monitored = bool(monitored)
             if agent_id is not None:

@@ -105,6 +105,11 @@ def test_each_session_keeps_its_own_spelling_of_the_device():
     notes = c.notifier.on_pabx_event(p.CallEvent(p.CallEventType.HELD, "2001", "C1"))
     assert sorted((n.cdevice, n.urls) for n in notes) == [
         (" 2001 ", ("http://odd/ev",)), ("2001", ("http://p0/ev", "http://p1/ev", "http://p2/ev", "http://p3/ev"))]
+    # two spellings on one Protheus server (a padded field and a trimmed one): each session hears its own
+    run(c, "AgentInService", device="2001 ", ipaddress="http://p0/ev")
+    notes = c.notifier.on_pabx_event(p.CallEvent(p.CallEventType.RETRIEVED, "2001", "C1"))
+    assert [(n.cdevice, n.urls) for n in notes if "http://p0/ev" in n.urls] == [
+        ("2001", ("http://p0/ev", "http://p1/ev", "http://p2/ev", "http://p3/ev")), ("2001 ", ("http://p0/ev",))]
 
 
 def test_agent_in_service_while_the_pabx_is_down_is_taken_and_owes_inservice():

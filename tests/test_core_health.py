@@ -153,7 +153,7 @@ def test_registry_keeps_each_spelling_and_whether_the_pabx_monitors_the_device(t
     reg.save(1, dev)
     reg.close()
     (restored,) = Registry(tmp_path / "state.sqlite").restore(1, Switch())
-    assert restored.sessions == {"http://a/ev": "2001", "http://b/ev": " 2001 "}
+    assert list(restored.sessions) == [("http://a/ev", "2001"), ("http://b/ev", " 2001 ")]
     assert restored.monitored is False
 
 
@@ -167,7 +167,7 @@ def test_registry_reads_a_state_file_of_the_earlier_version(tmp_path):
     db.commit()
     db.close()
     (restored,) = Registry(tmp_path / "old.sqlite").restore(1, Switch())
-    assert (restored.sessions, restored.in_service, restored.monitored) == ({"http://a/ev": " 2001"}, 2, True)
+    assert (list(restored.sessions), restored.in_service, restored.monitored) == ([("http://a/ev", " 2001")], 2, True)
 
 
 def test_a_second_gateway_cannot_take_the_same_state_file(tmp_path):

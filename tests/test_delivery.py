@@ -96,7 +96,7 @@ def make(client=None, **options) -> tuple[EventDelivery, FakeClient, list]:
     clock = options.pop("clock", None)
     kw = {"clock": clock} if clock is not None else {}
     d = EventDelivery(LINK, client, DeliveryOptions(**options),
-                      on_release=lambda dev, url: released.append((dev, url)), **kw)
+                      on_release=lambda dev, url, cdevice: released.append((dev, url)), **kw)
     return d, client, released
 
 
@@ -507,3 +507,18 @@ async def test_a_failing_url_is_summarised_not_logged_per_event(monkeypatch, cap
     assert any("still failing after" in x and "attempts failed" in x and "dropped as stale" in x for x in lines)
     assert lines[-1].startswith(f"link 3: {URL} answers again after") and "attempts failed" in lines[-1]
     assert d.counts["stale"] > 0 and d.counts["retries"] > 100   # counted, all the same
+
+
+async def test_99_releases_one_session_and_keeps_the_other_spelling_on_the_same_url():
+    """Two sessions of one device on one Protheus server, spelled '2001' and '2001 ': 99 for one only."""
+    d, c, _ = make(release_after_99=2)
+    released: list = []
+    d.on_release = lambda dev, url, cdevice: released.append((dev, url, cdevice))
+    c.default = lambda url, n: 99 if n.cdevice == "2001 " else 0
+    for i in range(4):
+        d.submit([Notification("HELD", "2001", "2001", (f"C{i}", "", ""), (URL,)),
+                  Notification("HELD", "2001", "2001 ", (f"C{i}", "", ""), (URL,))])
+    assert await d.drain(2.0)
+    assert released == [("2001", URL, "2001 ")]
+    # in order, both sessions interleaved, until the release; then nothing more for the dead spelling
+    assert c.ids("2001") == ["C0", "C0", "C1", "C1", "C2", "C3"]

@@ -157,7 +157,7 @@ class Commands:
             if was_pending:
                 self.outbox.extend(self.notifier.in_service_owed(dev))
             elif url:
-                self.outbox.append(self.notifier.in_service(dev, url))
+                self.outbox.append(self.notifier.in_service(dev, url, dev.wire_name))
             return int(Result.SUCCESS)
 
         def failed(e: PabxError):

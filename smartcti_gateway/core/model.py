@@ -62,9 +62,10 @@ class Device:
 
     name: str                  # trimmed, the key
     wire_name: str = ""        # the spelling of the latest AgentInService (logs, status page)
-    # eventing URL -> the device exactly as the session(s) posting there wrote it: each session's events
-    # carry its own spelling as CDEVICE, since Protheus routes them by that string (padding included)
-    sessions: dict[str, str] = field(default_factory=dict)
+    # the Protheus sessions holding it: (eventing URL, the device exactly as that session wrote it), in
+    # the order they came. Each session's events carry its own spelling as CDEVICE: Protheus routes
+    # them by that string, padding included (smartcti.md §3.4)
+    sessions: dict[tuple[str, str], None] = field(default_factory=dict)
     in_service: int = 0        # AgentInService received since the device was taken (two per user)
     monitored: bool = True     # False while the PABX could not be asked: INSERVICE is owed until it can
     agent: Agent | None = None
@@ -78,12 +79,12 @@ class Device:
 
     @property
     def event_urls(self) -> list[str]:
-        return list(self.sessions)
+        return list(dict.fromkeys(url for url, _ in self.sessions))
 
     def by_spelling(self) -> list[tuple[str, tuple[str, ...]]]:
         """[(CDEVICE, its eventing URLs)], one entry per distinct spelling, in the order sessions came."""
         groups: dict[str, list[str]] = {}
-        for url, spelling in self.sessions.items():
+        for url, spelling in self.sessions:
             groups.setdefault(spelling, []).append(url)
         return [(spelling, tuple(urls)) for spelling, urls in groups.items()]
 
@@ -112,7 +113,7 @@ class Switch:
         dev.wire_name = wire_name or name
         dev.in_service += 1
         if event_url:
-            dev.sessions[event_url] = dev.wire_name
+            dev.sessions[(event_url, dev.wire_name)] = None
         return dev
 
     def release(self, name: str) -> Device | None:

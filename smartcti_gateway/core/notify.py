@@ -142,9 +142,9 @@ class Notifier:
     def __init__(self, switch: Switch):
         self.switch = switch
 
-    def in_service(self, device: Device, url: str) -> Notification:
-        """INSERVICE, the answer to a successful AgentInService, for the URL that asked."""
-        return Notification("INSERVICE", device.name, device.sessions.get(url, device.wire_name), (), (url,))
+    def in_service(self, device: Device, url: str, spelling: str = "") -> Notification:
+        """INSERVICE, the answer to a successful AgentInService, for the session that asked."""
+        return Notification("INSERVICE", device.name, spelling or device.wire_name, (), (url,))
 
     def in_service_owed(self, device: Device) -> list[Notification]:
         """INSERVICE for every session of a device Protheus put in service while the PABX was away."""

@@ -6,7 +6,8 @@ Transport errors are retried with capped exponential backoff and jitter; an
 event older than its time-to-live is dropped and counted (a RINGING ten
 minutes late helps nobody); a queue that overflows drops its oldest event and
 counts it; RETURNCODE 99 (no Protheus session for the device) is counted and,
-after ``release_after_99`` in a row, the pair is released. After a device's
+after ``release_after_99`` in a row for one session (URL and spelling of the
+device), that session is released. After a device's
 AgentOutOfService nothing more is sent or retried for it (``forget``).
 
 Trouble with one URL is logged once when it starts, then summarised at most
@@ -55,7 +56,6 @@ class _Stream:
     url: str
     queue: deque = field(default_factory=deque)
     task: asyncio.Task | None = None
-    no_session_in_a_row: int = 0
 
 
 @dataclass
@@ -71,7 +71,7 @@ class _Trouble:
 
 class EventDelivery:
     def __init__(self, link_id: int, client: EventingClient, options: DeliveryOptions | None = None, *,
-                 on_release: Callable[[str, str], None] = lambda device, url: None,
+                 on_release: Callable[[str, str, str], None] = lambda device, url, cdevice: None,
                  clock: Callable[[], float] = time.monotonic):
         self.link_id = link_id
         self.client = client
@@ -81,8 +81,8 @@ class EventDelivery:
         self.streams: dict[tuple[str, str], _Stream] = {}
         self.counts: Counter[str] = Counter()      # sent, no_session, stale, overflow, failed, released, retries
         self.sent_by_event: Counter[tuple[str, str]] = Counter()   # (event, result) -> n
-        # 99 streaks of idle pairs: a stream is forgotten when its queue drains, its streak must not be
-        self._no_session: dict[tuple[str, str], int] = {}
+        # 99 streaks per session (device, URL, CDEVICE): they outlive a stream, which is dropped when it drains
+        self._no_session: dict[tuple[str, str, str], int] = {}
         self._closing = False
         self._trouble: dict[str, _Trouble] = {}    # URL -> its ongoing trouble
         self.trace: Trace = NO_TRACE   # per-extension log
@@ -98,8 +98,7 @@ class EventDelivery:
                 key = (note.device, url)
                 stream = self.streams.get(key)
                 if stream is None:
-                    stream = self.streams[key] = _Stream(note.device, url,
-                                                         no_session_in_a_row=self._no_session.pop(key, 0))
+                    stream = self.streams[key] = _Stream(note.device, url)
                 if len(stream.queue) >= self.o.queue_size:
                     # the oldest may be on the wire right now: drop the next oldest
                     dropped = stream.queue[1] if len(stream.queue) > 1 else None
@@ -173,8 +172,6 @@ class EventDelivery:
                 stream.queue.popleft()
         if not stream.queue and self.streams.get((stream.device, stream.url)) is stream:
             del self.streams[(stream.device, stream.url)]
-            if stream.no_session_in_a_row:
-                self._no_session[(stream.device, stream.url)] = stream.no_session_in_a_row
 
     async def _deliver(self, stream: _Stream, item: _Item) -> None:
         note, attempt, refreshed = item.note, 0, False
@@ -256,22 +253,25 @@ class EventDelivery:
         if self.trace.on:
             values = ", ".join(f"{k}={v!r}" for k, v in note.params(self.link_id)[2:])
             self.trace(note.device, f"EVENT {note.name}({values}) to {stream.url} -> {result}")
+        session = (note.device, stream.url, note.cdevice)
         if result == NO_SESSION:
             self.counts["no_session"] += 1
             self.sent_by_event[(note.name, "no_session")] += 1
-            stream.no_session_in_a_row += 1
-            log.info("link %d: %s for %s: Protheus at %s has no session for this device (99), %d in a row",
-                     self.link_id, note.name, note.device, stream.url, stream.no_session_in_a_row)
-            if stream.no_session_in_a_row >= self.o.release_after_99:
+            streak = self._no_session[session] = self._no_session.get(session, 0) + 1
+            log.info("link %d: %s for %r: Protheus at %s has no session for this device (99), %d in a row",
+                     self.link_id, note.name, note.cdevice, stream.url, streak)
+            if streak >= self.o.release_after_99:
                 self.counts["released"] += 1
-                log.warning("link %d: %s released from %s after %d answers 99 in a row; "
+                log.warning("link %d: %r released from %s after %d answers 99 in a row; "
                             "it will be served again on its next AgentInService",
-                            self.link_id, note.device, stream.url, stream.no_session_in_a_row)
+                            self.link_id, note.cdevice, stream.url, streak)
+                kept = [item for item in stream.queue if item.note.cdevice != note.cdevice]
                 stream.queue.clear()
-                stream.no_session_in_a_row = 0
-                self.on_release(stream.device, stream.url)
+                stream.queue.extend(kept)
+                del self._no_session[session]
+                self.on_release(note.device, stream.url, note.cdevice)
             return
-        stream.no_session_in_a_row = 0
+        self._no_session.pop(session, None)
         self.counts["sent"] += 1
         self.sent_by_event[(note.name, "ok" if result == 0 else str(result))] += 1
         if log.isEnabledFor(logging.DEBUG):
