@@ -71,7 +71,10 @@ class BackgroundLoop:
 
 
 class RunningGateway(BackgroundLoop):
-    def __init__(self, config: dict, state_file: str | None = None):
+    """``starting=True``: return as soon as the listeners serve, while the links still make their first
+    contact with the PABX (``self.starting`` is that start)."""
+
+    def __init__(self, config: dict, state_file: str | None = None, *, starting: bool = False):
         if "state_file" not in config:
             import tempfile
             config = {**config, "state_file": state_file or
@@ -82,12 +85,17 @@ class RunningGateway(BackgroundLoop):
         # a simulated Protheus SmartCTIWSEventing, the MV_TKCTIEV of every test device
         self.protheus, self._protheus_runner = self.run(start_protheus_simulator("127.0.0.1", 0, quiet=True))
         self.events_url = self.protheus.url
-        self.run(self.gateway.start())
+        self.starting = asyncio.run_coroutine_threadsafe(self.gateway.start(), self.loop)
+        if starting:
+            wait_for(lambda: self.in_loop(lambda: self.gateway.ports), what="listener bound")
+        else:
+            self.starting.result(30)
         self.port = self.gateway.port()
         self.host = f"127.0.0.1:{self.port}"
 
     def close(self) -> None:
         try:
+            self.starting.result(30)
             self.run(self.gateway.stop())
             self.run(self._protheus_runner.cleanup())
         finally:

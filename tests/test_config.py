@@ -1,4 +1,5 @@
 """Config loading: defaults, and errors that name the file, line and key."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -119,3 +120,92 @@ def test_any_string_setting_can_come_from_the_environment(tmp_path, monkeypatch)
     monkeypatch.setenv("LINK_NAME", "Matriz")
     cfg = load(write(tmp_path, "listen: ${GW_LISTEN}\nlinks: [{link_id: 1, name: '${LINK_NAME}'}]\n"))
     assert cfg.listen == "127.0.0.1:9999" and cfg.links[0].name == "Matriz"
+
+
+# ---------------------------------------------------------------- what a new administrator met
+def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path):
+    msg = error_of(tmp_path, """
+        listen: 0.0.0.0:8080
+        links:
+          - link_id: 1
+            pabx:
+              url: http://10.0.0.5:2551/RPC2
+              timeout: 5
+              url: http://10.0.0.6:2551/RPC2
+    """)
+    assert msg == f"{tmp_path / 'gw.yaml'}:8: url: given twice, at lines 6 and 8; keep one"
+    msg = error_of(tmp_path, "listen: 0.0.0.0:8080\nlisten: 0.0.0.0:9090\nlinks: [{link_id: 1}]\n")
+    assert msg.endswith("gw.yaml:2: listen: given twice, at lines 1 and 2; keep one")
+
+
+def run_gateway(cfg_path: Path, cwd: Path, timeout: float = 20) -> subprocess.CompletedProcess:
+    """``smartcti-gateway run`` that is expected to stop by itself (it cannot start)."""
+    return subprocess.run([sys.executable, "-m", "smartcti_gateway", "run", "--config", str(cfg_path)],
+                          capture_output=True, text=True, cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.mark.parametrize("key", ["listen", "simulator.listen", "links[1].listen"])
+def test_a_port_in_use_names_the_key_that_holds_it(tmp_path, key):
+    import socket
+    from .support import free_port
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    ports = {k: free_port() for k in ("listen", "simulator.listen", "links[1].listen")}
+    ports[key] = port
+    path = write(tmp_path, f"""
+        listen: 127.0.0.1:{ports['listen']}
+        state_file: ""
+        links:
+          - link_id: 1
+            pabx: {{url: "http://127.0.0.1:{ports['simulator.listen']}/RPC2", timeout: 1}}
+          - link_id: 2
+            listen: 127.0.0.1:{ports['links[1].listen']}
+            pabx: {{url: "http://127.0.0.1:{ports['simulator.listen']}/RPC2", timeout: 1}}
+        simulator: {{enabled: true, listen: "127.0.0.1:{ports['simulator.listen']}"}}
+    """)
+    try:
+        res = run_gateway(path, tmp_path)
+    finally:
+        busy.close()
+    assert res.returncode == 1, res.stderr
+    (line,) = [l for l in res.stderr.splitlines() if "cannot start" in l]
+    assert f"cannot listen on 127.0.0.1:{port} ({key})" in line and f"Change {key} in {path}" in line
+    assert "Traceback" not in res.stderr
+
+
+def test_two_gateways_from_one_folder_never_share_a_state_file(tmp_path):
+    """Seen: two configs started from one folder shared var/smartcti-state.sqlite and restored each
+    other's devices. The default state file is derived from the config; one file has one owner."""
+    from smartcti_gateway.config import default_state_file
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    assert default_state_file(str(a)) != default_state_file(str(b))
+    assert default_state_file(str(a)) == default_state_file(str(a))
+    assert default_state_file(str(a)).startswith("var/smartcti-state-a-")
+    # the same state file given to two gateways: the second one refuses to start, naming the first
+    import yaml
+    from .support import free_port
+    procs = []
+    try:
+        for path in (a, b):
+            path.write_text(yaml.safe_dump({"listen": f"127.0.0.1:{free_port()}", "state_file": "shared.sqlite",
+                                            "links": [{"link_id": 1, "pabx": {"url": "http://127.0.0.1:9/RPC2",
+                                                                                "timeout": 1}}]}))
+        first = subprocess.Popen([sys.executable, "-m", "smartcti_gateway", "run", "--config", str(a)],
+                                 cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        procs.append(first)
+        from .support import wait_for
+        wait_for(lambda: (tmp_path / "shared.sqlite.lock").exists() and
+                 "pid" in (tmp_path / "shared.sqlite.lock").read_text(), timeout=20, what="first gateway owns it")
+        res = run_gateway(b, tmp_path)
+        assert res.returncode == 1
+        (line,) = [l for l in res.stderr.splitlines() if "cannot start" in l]
+        assert "shared.sqlite is in use by another smartcti-gateway (pid" in line and str(a) in line
+        assert "give this config its own state_file" in line and f"(state_file in {b})" in line
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(20)

@@ -381,3 +381,85 @@ def test_protheus_refusing_a_message_makes_the_gateway_read_the_wsdl_again(gw):
     got = wait_device(gw, "2001", ["INSERVICE", "LOGGEDON", "LOGGEDON"])
     assert [e["result"] for e in got[1:]] == ["fault", 0]
     assert gw.run(link.eventing.schema(gw.events_url)).operations["LOGGEDON"].namespace == gw.protheus.base_url
+
+
+# ----------------------------------------------------------- findings of smartcti.md §10, end to end
+def test_ready_and_not_ready_reach_protheus_even_from_a_silent_pabx():
+    """§10.2: the listener's Pausa/Disponível button moves only on READY/NOTREADY events; some PABXs
+    say nothing about changes made by a command."""
+    g = RunningGateway(simulated_config(agent_events_on_commands=False))
+    try:
+        since = in_service(g, "2001")
+        assert g.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+        assert g.code("Ready", device="2001", agentID="", groupID="") == 0
+        assert g.code("NotReady", device="2001", agentID="", groupID="") == 0
+        assert g.code("Ready", device="2001", agentID="", groupID="") == 0
+        got = wait_device(g, "2001", ["READY", "NOTREADY", "READY"], since)
+        assert [params(e)["CAGENTID"] for e in got] == ["1234"] * 3
+        # the agent's own keys on the phone are reported by the PABX, and reach Protheus once
+        g.sim("/sim/phone", {"device": "2001", "action": "pause"})
+        wait_device(g, "2001", ["READY", "NOTREADY", "READY", "NOTREADY"], since)
+    finally:
+        g.close()
+
+
+def test_ready_is_told_once_when_the_pabx_reports_it_too(gw):
+    since = in_service(gw, "2001")
+    assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+    assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
+    assert gw.code("Ready", device="2001", agentID="", groupID="") == 0    # pressed twice: told twice
+    assert gw.code("NotReady", device="2001", agentID="", groupID="") == 0
+    # a later event proves every earlier one has arrived (one device's events go in order)
+    gw.sim("/sim/inbound", {"ani": ANI, "dnis": DNIS, "device": "2001"})
+    wait_device(gw, "2001", ["LOGGEDON", "READY", "READY", "NOTREADY", "RINGING"], since)
+
+
+def test_each_protheus_session_gets_the_device_as_it_wrote_it(gw):
+    """Seen: after four sessions registered 2001, one AgentInService for ' 2001 ' relabelled every later event
+    of 2001 with CDEVICE ' 2001 '; Protheus matches CDEVICE, so the 2001 sessions got nothing (99)."""
+    other, runner = gw.run(start_protheus_simulator("127.0.0.1", 0, quiet=True))
+    try:
+        for sim, spelling in ((gw.protheus, "2001"), (other, " 2001 ")):
+            gw.in_loop(lambda s=sim: setattr(s, "default_open", False))
+            gw.in_loop(lambda s=sim, d=spelling: s.set_session(d, 1, True))
+        for _ in range(4):
+            assert gw.code("AgentInService", device="2001", ipaddress=gw.events_url) == 0
+        assert gw.code("AgentInService", device=" 2001 ", ipaddress=other.url) == 0
+        assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+        gw.sim("/sim/inbound", {"ani": ANI, "dnis": DNIS, "device": "2001"})
+        mine = wait_device(gw, "2001", ["INSERVICE"] * 4 + ["LOGGEDON", "RINGING"])
+        theirs = wait_for(lambda: (lambda e: e if len(e) >= 3 else None)(gw.in_loop(lambda: other.events_since(0))),
+                          what="events at the second server")
+        assert names(theirs) == ["INSERVICE", "LOGGEDON", "RINGING"]
+        assert {params(e)["CDEVICE"] for e in theirs} == {" 2001 "}
+        # every event found its session: no 99 anywhere
+        assert {e["result"] for e in mine + theirs} == {0}
+        assert {params(e)["CDEVICE"] for e in gw.events()} == {"2001"}
+    finally:
+        gw.run(runner.cleanup())
+
+
+def test_nothing_more_is_retried_after_agent_out_of_service():
+    """docs/events.md promised it; seen: retries up to attempt 20 after the AgentOutOfService."""
+    cfg = simulated_config()
+    cfg["links"][0]["events"] = {"retry_initial": 0.01, "retry_max": 0.02}
+    g = RunningGateway(cfg)
+    try:
+        in_service(g, "2001", "2002")
+        g.in_loop(lambda: g.protheus.set_mode("error"))        # Protheus fails every POST: retries
+        assert g.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+        assert g.code("Logon", device="2002", agentID="2222", groupID="702") == 0
+
+        def attempts(device):
+            return len([e for e in g.events() if e["params"].get("CDEVICE") == device and e["result"] == "error"])
+        wait_for(lambda: attempts("2001") >= 3, what="2001 retried")
+        assert g.code("AgentOutOfService", device="2001") == 0
+        after = attempts("2001")
+        seen_2002 = attempts("2002")
+        # while 2002 (still in service) keeps being retried, 2001 gets no more attempt
+        wait_for(lambda: attempts("2002") >= seen_2002 + 10, what="2002 retried ten more times")
+        assert attempts("2001") <= after + 1     # at most the one on the wire when it was released
+        assert g.in_loop(lambda: [k for k in g.link().delivery.streams if k[0] == "2001"]) == []
+    finally:
+        g.in_loop(lambda: g.protheus.set_mode("normal"))
+        g.close()

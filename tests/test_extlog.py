@@ -104,3 +104,33 @@ def test_gateway_writes_commands_pabx_traffic_and_events_without_passwords(tmp_p
     assert any(l.startswith("EVENT LOGGEDON(CAGENTID='1234', CGROUPID='701') to http://") and l.endswith("-> 0")
                for l in lines)
     assert any(l.startswith("CMD MakeCallPass(") and "agentPass=***" in l for l in lines)
+
+
+def test_only_devices_in_service_get_a_file_and_long_strings_are_clipped(tmp_path, caplog):
+    """Seen: a refused device string (CON, ../../tmp/x) created a file; a 10,000-character device was
+    logged in full, twice per line."""
+    caplog.set_level("INFO")
+    cfg = simulated_config()
+    cfg["logging"] = {"dir": str(tmp_path / "logs"), "per_extension": True}
+    gw = RunningGateway(cfg)
+    huge = "9" * 10_000
+    try:
+        for device in ("CON", "../../tmp/x", huge):
+            assert gw.code("AgentInService", device=device, ipaddress=gw.events_url) == 18   # the PABX refuses
+            assert gw.code("Logon", device=device, agentID="1234", groupID="701") in (1, 18)
+        assert gw.code("AgentInService", device="2001", ipaddress=gw.events_url) == 0
+        assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+        gw.wait_events(2)
+    finally:
+        gw.close()
+    assert [p.name for p in (tmp_path / "logs").iterdir()] == [f"2001-1-{time.strftime('%d')}.log"]
+    assert not (tmp_path / "tmp").exists()
+    longest = max(len(r.getMessage()) for r in caplog.records)
+    assert longest < 1500, longest
+    line = next(r.getMessage() for r in caplog.records if "AgentInService" in r.getMessage() and "999" in r.getMessage())
+    assert "…(10000 chars)" in line and len(line) < 700
+
+
+def test_clip():
+    assert extlog.clip("2001") == "2001" and extlog.clip(5) == 5
+    assert extlog.clip("x" * 200, 10) == "xxxxxxxxxx…(200 chars)"

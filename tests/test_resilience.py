@@ -281,3 +281,133 @@ def test_kill_9_loses_nothing_protheus_said(tmp_path):
         proc.kill()
         proc.wait(10)
         peers.close()
+
+
+# ----------------------------------------------------- polls, first contact, devices taken while down
+def test_the_poll_that_finds_the_fault_does_not_close_protheus_listeners():
+    """Seen: the PABX dies, the first SystemStatus answers 22 (24 after a timeout), which closes every
+    Protheus call listener (smartcti.md §10.3); within the grace period every poll must say 0 / the state."""
+    peers = Peers()
+    # keep-alives rare: the polls would be the first to meet the fault
+    gw = RunningGateway(gateway_for(peers, keepalive=3600, grace=30))
+    try:
+        link = gw.link()
+        assert gw.code("AgentInService", device="2001", ipaddress=peers.events_url) == 0
+        assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+        assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
+        peers.run(peers.sim_runner.cleanup())                  # the NGC dies
+        for _ in range(3):
+            assert gw.code("SystemStatus") == 0
+            assert gw.code("queryAgentState", cDevice="2001") == 28    # this poll met the fault: what we knew
+        assert gw.in_loop(lambda: (link.health.up, link.health.reported_down)) == (False, False)
+        assert gw.code("Hold", device="2001") == 22               # other commands fail fast, as before
+    finally:
+        gw.close()
+        peers.close()
+
+
+def test_a_hung_pabx_met_by_a_poll_is_kept_from_protheus_too():
+    peers = Peers()
+    gw = RunningGateway(gateway_for(peers, keepalive=3600, grace=30, timeout=0.3))
+    try:
+        assert gw.code("AgentInService", device="2001", ipaddress=peers.events_url) == 0
+        assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+        peers.run(peers.sim_runner.cleanup())
+        from .test_multilink import hung_server
+        hung = peers.run(hung_server(peers.sim_port))
+        try:
+            assert gw.code("queryAgentState", cDevice="2001") == 26      # timed out: not 24, not 16
+            assert gw.code("SystemStatus") == 0
+        finally:
+            peers.run(hung.runner.cleanup())
+    finally:
+        gw.close()
+        peers.close()
+
+
+def test_right_after_a_start_the_teste_button_hears_the_truth():
+    """Nobody in service yet (a migration's first start): the first SystemStatus waits for the first
+    contact with the PABX instead of a hopeful 0, and says 22 when it failed."""
+    import time
+    peers = Peers()
+    peers.run(peers.sim_runner.cleanup())
+    from .test_multilink import hung_server
+    hung = peers.run(hung_server(peers.sim_port))     # the PABX accepts and never answers
+    gw = RunningGateway(gateway_for(peers, timeout=1.0), starting=True)
+    try:
+        assert not gw.starting.done()                  # the first contact is still under way
+        started = time.monotonic()
+        assert gw.code("SystemStatus") == 22
+        assert time.monotonic() - started < 5          # bounded by the link's timeout
+    finally:
+        peers.run(hung.runner.cleanup())
+        gw.close()
+        peers.close()
+
+
+def test_a_restart_with_listeners_in_service_keeps_them_open_for_the_grace_period(tmp_path):
+    """Devices restored from the registry mean Protheus listeners exist: a restart while the PABX is away
+    does not close them at once."""
+    peers = Peers()
+    state = str(tmp_path / "state.sqlite")
+    try:
+        gw = RunningGateway(gateway_for(peers), state_file=state)
+        assert gw.code("AgentInService", device="2001", ipaddress=peers.events_url) == 0
+        gw.close()
+        peers.run(peers.sim_runner.cleanup())
+        gw = RunningGateway(gateway_for(peers, grace=0.8), state_file=state)
+        try:
+            assert gw.in_loop(lambda: gw.link().health.up) is False
+            assert gw.code("SystemStatus") == 0
+            wait_for(lambda: gw.in_loop(lambda: gw.link().health.reported_down), what="grace over")
+            assert gw.code("SystemStatus") == 22
+        finally:
+            gw.close()
+    finally:
+        peers.close()
+
+
+def test_agent_in_service_while_the_pabx_is_down_is_served_when_it_is_back():
+    """Protheus' Connect() never retries (smartcti.md §10.4): a refusal left the user without CTI."""
+    peers = Peers()
+    gw = RunningGateway(gateway_for(peers))
+    try:
+        link = gw.link()
+        peers.run(peers.sim_runner.cleanup())
+        wait_for(lambda: not gw.in_loop(lambda: link.health.up), what="link down")
+        assert gw.code("AgentInService", device="2001", ipaddress=peers.events_url) == 0
+        assert gw.code("AgentInService", device="2001", ipaddress=peers.events_url) == 0   # its listener
+        assert names_for(peers, "2001") == []                         # INSERVICE only once monitored
+        page = gw.http("GET", "/")[1].decode()
+        assert "2001 (waiting for the PABX)" in page
+        peers.sim, peers.sim_runner = peers.run(start_simulator("127.0.0.1", peers.sim_port,
+                                                                options_from_mapping({"answer_after": 0.05})))
+        wait_for(lambda: names_for(peers, "2001") == ["INSERVICE"], timeout=10, what="INSERVICE once back")
+        assert gw.in_loop(lambda: link.switch.device("2001").monitored) is True
+        assert "2001" in [d for ch in peers.sim_call(lambda s: s.state())["channels"].values() for d in ch["devices"]]
+        assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+        assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
+        peers.sim_call(lambda s: s.inbound(ANI, "7001", group="701"))
+        wait_for(lambda: "RINGING" in names_for(peers, "2001"), what="its calls pop")
+    finally:
+        gw.close()
+        peers.close()
+
+
+def test_one_agent_out_of_service_is_forgotten_by_the_registry(tmp_path):
+    peers = Peers()
+    state = str(tmp_path / "state.sqlite")
+    try:
+        gw = RunningGateway(gateway_for(peers), state_file=state)
+        for _ in range(2):     # the main session and the call listener
+            assert gw.code("AgentInService", device="2001", ipaddress=peers.events_url) == 0
+        assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+        assert gw.code("AgentOutOfService", device="2001") == 0        # one, from OnLostConnection
+        gw.close()
+        gw = RunningGateway(gateway_for(peers), state_file=state)
+        try:
+            assert gw.in_loop(lambda: gw.link().switch.devices) == {}
+        finally:
+            gw.close()
+    finally:
+        peers.close()
