@@ -16,7 +16,7 @@ RUN pip install --no-cache-dir . && cp config/gateway.yaml /etc/smartcti/gateway
 USER smartcti
 WORKDIR /var/lib/smartcti
 EXPOSE 8080
-VOLUME ["/etc/smartcti", "/var/log/smartcti"]
+VOLUME ["/etc/smartcti", "/var/log/smartcti", "/var/lib/smartcti"]
 HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)" || exit 1
 ENTRYPOINT ["smartcti-gateway"]
 CMD ["run", "--config", "/etc/smartcti/gateway.yaml"]

@@ -102,6 +102,7 @@ class EventsConfig:
     retry_initial: float = 0.5
     retry_max: float = 10.0
     release_after_99: int = 20      # consecutive "no Protheus session" answers before letting the device go
+    report_every: float = 60.0      # seconds between two summary lines about a failing eventing URL
     ca_file: str = ""               # extra CA bundle to verify https eventing URLs
 
 
@@ -443,7 +444,7 @@ def parse(data: Any, source: str = "<config>") -> Config:
         r.check_keys(em, ep, set(EventsConfig.__dataclass_fields__))
         ev = EventsConfig()
         for name, low, high in (("timeout", 0.1, 300), ("wsdl_timeout", 0.1, 300), ("ttl", 0.1, 86400),
-                                ("retry_initial", 0.01, 60), ("retry_max", 0.01, 3600)):
+                                ("retry_initial", 0.01, 60), ("retry_max", 0.01, 3600), ("report_every", 1, 86400)):
             setattr(ev, name, r.get(em, name, ep, float, getattr(ev, name),
                                     check=lambda v, lo=low, hi=high: None if lo <= v <= hi else
                                     f"must be between {lo:g} and {hi:g} seconds"))

@@ -101,7 +101,8 @@ class Gateway:
                                                     ssl_context=access.client_context(ev.ca_file)),
                             delivery=DeliveryOptions(ttl=ev.ttl, queue_size=ev.queue_size,
                                                      retry_initial=ev.retry_initial, retry_max=ev.retry_max,
-                                                     release_after_99=ev.release_after_99))
+                                                     release_after_99=ev.release_after_99,
+                                                     report_every=ev.report_every))
                 link.set_trace(Trace(self.extlog, lc.link_id))
                 routes = add_command_routes(app, lc.command_path, link.handle, name=f"link{lc.link_id}",
                                             body_timeout=self.cfg.client_timeout)
