@@ -201,12 +201,12 @@ class Link:
                 error: PabxError = PabxUnavailable(
                     Result.INTERNAL_ERROR, f"no answer from the PABX within {self.timeout:g} s")
                 detail = error.detail
-                self._down(detail)
+                self._unavailable(op, detail)
                 value = step.failed(error)
             except PabxError as e:
                 detail = e.detail
                 if isinstance(e, PabxUnavailable):
-                    self._down(detail)
+                    self._unavailable(op, detail)
                 value = step.failed(e)
             else:
                 value = step.done(reply)
@@ -316,6 +316,15 @@ class Link:
                           self.link_id, device, self.registry.path)
 
     # ----------------------------------------------------------- link health
+    def _unavailable(self, op: str, reason: str) -> None:
+        """A command could not reach the PABX. A poll (queryAgentState, every few seconds from every
+        listener) does not judge the link: it has the link's own keep-alive run now, which does."""
+        if op in QUIET_OPERATIONS:
+            if self._wake is not None:
+                self._wake.set()
+        else:
+            self._down(reason)
+
     def _down(self, reason: str) -> None:
         if self.health.failed(reason):
             log.warning("link %d: PABX link down (%s); commands fail fast with 22 until it is back. "

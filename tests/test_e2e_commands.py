@@ -287,11 +287,11 @@ def test_pabx_down_fails_fast_and_reports_it():
 def check_pabx_down(gw):
     logged_on(gw)
     gw.run(gw.gateway._sim_runner.cleanup())   # the NGC goes away
-    # SystemStatus does not ask the PABX: a request that does finds it gone (and with no grace, says so)
-    assert gw.code("queryAgentState", cDevice="2001") == 16
-    assert gw.code("SystemStatus") == 22
-    assert gw.code("selfTest") == 22
+    # the polls do not judge the link (SystemStatus does not even ask the PABX): a command finds it gone
     assert gw.code("MakeCall", device="2001", telephoneNumber="4832810000") == 22
+    assert gw.code("SystemStatus") == 22      # and with no grace period, Protheus is told at once
+    assert gw.code("selfTest") == 22
+    assert gw.code("queryAgentState", cDevice="2001") == 16
     assert gw.code("Hold", device="2001") == 22
     assert gw.call("GetInfoChamAtiv", cDevice="2001") == "CMD#INFOCHAMATIV#22#2001"
     assert gw.call("GetCallList", groupID="701") == ""

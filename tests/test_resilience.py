@@ -299,7 +299,10 @@ def test_the_poll_that_finds_the_fault_does_not_close_protheus_listeners():
         for _ in range(3):
             assert gw.code("SystemStatus") == 0
             assert gw.code("queryAgentState", cDevice="2001") == 28    # this poll met the fault: what we knew
-        assert gw.in_loop(lambda: (link.health.up, link.health.reported_down)) == (False, False)
+        # the poll had the link's own keep-alive run at once: that judged the link down, within the grace
+        wait_for(lambda: gw.in_loop(lambda: not link.health.up), what="the keep-alive woken by the poll")
+        assert gw.in_loop(lambda: link.health.reported_down) is False
+        assert gw.code("SystemStatus") == 0 and gw.code("queryAgentState", cDevice="2001") == 28
         assert gw.code("Hold", device="2001") == 22               # other commands fail fast, as before
     finally:
         gw.close()
