@@ -255,28 +255,39 @@ def _path_problem(v: str) -> str | None:
     return None
 
 
-def _networks(r: _Reader, m: _Map, key: str, path: str) -> tuple | None:
-    """An address list: CIDRs or single addresses, as a list or one comma-separated string; None when absent."""
-    from .access import parse_networks
+def _text_items(r: _Reader, m: _Map, key: str, path: str, what: str, plural: str,
+                example: str) -> list[tuple[str, str]] | None:
+    """A list of texts, or one comma-separated text: [(where, value with ${VAR} expanded)]; None when absent."""
     full = f"{path}.{key}" if path else key
     raw = m.get(key)
     if raw is None:
         return None
     if not isinstance(raw, (list, str)):
-        raise r.fail(m, key, full, "must be a list of addresses or networks, e.g. [10.0.0.0/8, 192.168.10.5, '::1']")
+        raise r.fail(m, key, full, f"must be a list of {plural}, e.g. {example}")
     items = [raw] if isinstance(raw, str) else raw
-    values = []
+    out = []
     for i, item in enumerate(items):
         where = full if isinstance(raw, str) else f"{full}[{i}]"
         if not isinstance(item, str):
-            raise r.fail(m, key, where, f"must be an address or network written as text, got {item!r}")
-        value = r.expand(m, key, where, item)
+            raise r.fail(m, key, where, f"must be {'an' if what[0] in 'aeiou' else 'a'} {what} written as text, "
+                                        f"got {item!r}")
+        out.append((where, r.expand(m, key, where, item)))
+    return out
+
+
+def _networks(r: _Reader, m: _Map, key: str, path: str) -> tuple | None:
+    """An address list: CIDRs or single addresses, as a list or one comma-separated string; None when absent."""
+    from .access import parse_networks
+    items = _text_items(r, m, key, path, "address or network", "addresses or networks",
+                        "[10.0.0.0/8, 192.168.10.5, '::1']")
+    if items is None:
+        return None
+    for where, value in items:
         try:
             parse_networks([value])
         except ValueError as e:
             raise r.fail(m, key, where, str(e)) from None
-        values.append(value)
-    return parse_networks(values)
+    return parse_networks([value for _, value in items])
 
 
 _HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -286,19 +297,13 @@ _HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0
 def _host_allow(r: _Reader, m: _Map, key: str, path: str) -> HostAllow | None:
     """``eventing_allow``: CIDRs, addresses or host names that Protheus' eventing URLs may point at."""
     from .access import parse_network
-    full = f"{path}.{key}" if path else key
-    raw = m.get(key)
-    if raw is None:
+    items = _text_items(r, m, key, path, "network or host name", "networks or host names",
+                        "[10.0.0.0/24, protheus.local]")
+    if items is None:
         return None
-    if not isinstance(raw, (list, str)):
-        raise r.fail(m, key, full, "must be a list of networks or host names, e.g. [10.0.0.0/24, protheus.local]")
-    items = [raw] if isinstance(raw, str) else raw
     networks, names = [], []
-    for i, item in enumerate(items):
-        where = full if isinstance(raw, str) else f"{full}[{i}]"
-        if not isinstance(item, str):
-            raise r.fail(m, key, where, f"must be a network or a host name written as text, got {item!r}")
-        for part in re.split(r"[\s,;]+", r.expand(m, key, where, item).strip()):
+    for where, value in items:
+        for part in re.split(r"[\s,;]+", value.strip()):
             if not part:
                 continue
             try:

@@ -175,10 +175,9 @@ class Gateway:
         lines = [VERSION_TEXT]
         for link in self.links:
             try:
-                async with asyncio.timeout(link.timeout):
-                    pabx = f"PABX {await link.driver.execute(QueryVersion())}"
-            except (PabxError, TimeoutError) as e:
-                pabx = f"PABX unreachable ({getattr(e, 'detail', '') or 'no answer'})"
+                pabx = f"PABX {await link.ask(QueryVersion())}"
+            except PabxError as e:
+                pabx = f"PABX unreachable ({e.detail or 'no answer'})"
             lines.append(f"link {link.link_id} ({link.name}): {pabx} at {access.redact_url(link.driver.url)}")
             for url in link.event_urls():
                 lines.append(f"  Protheus {access.redact_url(url)}: {await self._wsdl_check(link, url)}")
@@ -219,12 +218,11 @@ class Gateway:
                 except (aiohttp.ClientError, TimeoutError) as e:
                     results.append((f"{name}: SOAP SystemStatus at {url}", False, str(e) or "timeout"))
                 try:
-                    async with asyncio.timeout(link.timeout):
-                        await link.driver.execute(QuerySystemStatus())
+                    await link.ask(QuerySystemStatus())
                     results.append((f"{name}: PABX at {access.redact_url(link.driver.url)}", True, "answering"))
-                except (PabxError, TimeoutError) as e:
+                except PabxError as e:
                     results.append((f"{name}: PABX at {access.redact_url(link.driver.url)}", False,
-                                    getattr(e, "detail", "") or "no answer"))
+                                    e.detail or "no answer"))
                 urls = link.event_urls()
                 if not urls:
                     results.append((f"{name}: Protheus eventing", True, "no device in service yet"))

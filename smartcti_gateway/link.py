@@ -195,14 +195,7 @@ class Link:
         else:
             started = time.monotonic()
             try:
-                async with asyncio.timeout(self.timeout):
-                    reply = await self.driver.execute(step.request)
-            except TimeoutError:
-                error: PabxError = PabxUnavailable(
-                    Result.INTERNAL_ERROR, f"no answer from the PABX within {self.timeout:g} s")
-                detail = error.detail
-                self._unavailable(op, detail)
-                value = step.failed(error)
+                reply = await self.ask(step.request)
             except PabxError as e:
                 detail = e.detail
                 if isinstance(e, PabxUnavailable):
@@ -229,6 +222,15 @@ class Link:
             log.log(level, "link %d: %s(%s) -> %r%s", self.link_id, op, masked(args), value,
                     f" ({clip(detail, 300)})" if detail else "")
         return value
+
+    async def ask(self, request: Request) -> Any:
+        """One request to the PABX, never longer than the link's timeout (then PabxUnavailable, code 24)."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await self.driver.execute(request)
+        except TimeoutError:
+            raise PabxUnavailable(Result.INTERNAL_ERROR,
+                                  f"no answer from the PABX within {self.timeout:g} s") from None
 
     def _in_background(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -271,11 +273,9 @@ class Link:
             if self.switch.is_in_service(device):
                 return          # taken again meanwhile
             try:
-                async with asyncio.timeout(self.timeout):
-                    await self.driver.execute(MonitorStop(device))
-            except (PabxError, TimeoutError) as e:
-                log.info("link %d: could not stop monitoring %s at the PABX (%s)", self.link_id, device,
-                         getattr(e, "detail", "") or "no answer")
+                await self.ask(MonitorStop(device))
+            except PabxError as e:
+                log.info("link %d: could not stop monitoring %s at the PABX (%s)", self.link_id, device, e.detail)
 
     async def _check_restored_urls(self) -> None:
         """Restored eventing URLs that the site's eventing_allow no longer allows are dropped."""
@@ -432,11 +432,7 @@ class Link:
         """Devices put in service while a reconnect was under way: monitor them now."""
         for name in [d.name for d in self.switch.devices.values() if not d.monitored]:
             try:
-                async with asyncio.timeout(self.timeout):
-                    await self.driver.execute(MonitorStart(name))
-            except TimeoutError:
-                self._down(f"no answer from the PABX within {self.timeout:g} s")
-                return
+                await self.ask(MonitorStart(name))
             except PabxUnavailable as e:
                 self._down(e.detail)
                 return
