@@ -8,7 +8,7 @@ import signal
 import sys
 
 from . import __version__
-from .config import DEFAULT_CONFIG, ConfigError, load, split_listen
+from .config import DEFAULT_CONFIG, Config, ConfigError, load, split_listen
 from .migration import add_import_properties_parser
 
 log = logging.getLogger("smartcti_gateway")
@@ -54,7 +54,7 @@ async def _run(cfg) -> None:
 
 
 async def _simulate(host: str, port: int) -> None:
-    from .pabx.digitro.simulator import start_simulator
+    from .sim.digitro import start_simulator
     sim, runner = await start_simulator(host, port)
     log.info("NGC simulator listening on http://%s:%d/RPC2 (control API: /sim/inbound, /sim/answer, "
              "/sim/hangup, /sim/outcome, /sim/state)", host, sim.port)
@@ -65,7 +65,7 @@ async def _simulate(host: str, port: int) -> None:
 
 
 async def _simulate_protheus(host: str, port: int, closed: bool) -> None:
-    from .protheus.eventing_simulator import start_protheus_simulator
+    from .sim.protheus import start_protheus_simulator
     sim, runner = await start_protheus_simulator(host, port)
     if closed:
         sim.default_open = False
@@ -75,6 +75,16 @@ async def _simulate_protheus(host: str, port: int, closed: bool) -> None:
         await _wait_for_signal()
     finally:
         await runner.cleanup()
+
+
+def load_config(path: str) -> Config:
+    """The config as ``run`` and ``check-config`` take it: with the embedded simulator's options checked
+    too (they belong to the simulator, which production modules never load)."""
+    cfg = load(path)
+    if cfg.simulator.enabled:
+        from .sim.digitro import options_from_config
+        options_from_config(cfg.simulator.options, cfg.simulator.where)
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     path = args.file if args.command == "check-config" else args.config
     try:
-        cfg = load(path)
+        cfg = load_config(path)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2

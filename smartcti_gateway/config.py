@@ -1,15 +1,22 @@
-"""The gateway's YAML configuration, validated with the key and line of every mistake."""
+"""The gateway's YAML configuration, validated with the key and line of every mistake.
+
+The keys every link has live here; the keys of one PABX driver are read by that driver
+(``pabx/<name>/options.py``), picked by ``pabx.driver`` from the registry (``pabx.DRIVERS``).
+"""
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import yaml
+from .configread import ConfigError, Map, Reader, between, listen_problem, load_yaml, split_listen
+from .networks import parse_network, parse_networks
+from .pabx import DRIVERS
+from .tls import TlsConfig, ca_file_problem, cert_file_problem, tls_problem
+
+__all__ = ["Config", "ConfigError", "DEFAULT_CONFIG", "LinkConfig", "load", "parse", "split_listen"]
 
 DEFAULT_COMMAND_PATH = "/axis2/services/SmartCTIWSCommand"
 
@@ -26,38 +33,6 @@ def _packaged(*parts: str) -> Path:
 DEFAULT_CONFIG = _packaged("config", "gateway.yaml")
 
 
-class ConfigError(ValueError):
-    """A mistake in the config: ``str()`` names the file, line and key."""
-
-
-class _Map(dict):
-    """A YAML mapping that remembers the line of each key."""
-
-    lines: dict[str, int]
-    line: int
-
-
-class _Loader(yaml.SafeLoader):
-    source = "<config>"
-
-
-def _construct_map(loader: _Loader, node: yaml.MappingNode) -> _Map:
-    lines: dict[str, int] = {}
-    for k, _ in node.value:
-        key, line = str(k.value), k.start_mark.line + 1
-        if key in lines:   # YAML would silently keep the last one
-            raise ConfigError(f"{loader.source}:{line}: {key}: given twice, at lines {lines[key]} and {line}; "
-                              f"keep one")
-        lines[key] = line
-    m = _Map(loader.construct_mapping(node, deep=True))
-    m.line = node.start_mark.line + 1
-    m.lines = lines
-    return m
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_map)
-
-
 @dataclass(frozen=True)
 class HostAllow:
     """Hosts events may be posted to: networks (CIDRs, addresses) and host names."""
@@ -67,28 +42,22 @@ class HostAllow:
 
 
 @dataclass
-class TlsConfig:
-    """HTTPS on a listener: PEM certificate (chain) and private key."""
-
-    cert: str
-    key: str
-    password: str = field(default="", repr=False)   # of an encrypted key; never shown
-
-
-@dataclass
 class PabxConfig:
+    """A link's pabx section: the keys every driver has, and ``options``, the driver's own."""
+
     driver: str = "digitro"
-    url: str = "http://127.0.0.1:2551/RPC2"
     timeout: float = 5.0
-    callback_url: str = ""          # where the PABX posts events; derived from the listener when empty
-    allow: tuple | None = None      # networks allowed to post events; None = the addresses of url's host
-    ca_file: str = ""               # extra CA bundle to verify an https url
+    allow: tuple | None = None      # networks allowed to post to the driver's endpoints; None = its peer's addresses
     keepalive: float = 10.0         # seconds between keep-alives
     keepalive_timeout: float = 10.0 # never shorter than 10 s: a busy PABX must not look dead
     grace: float = 30.0             # down this long before SystemStatus / queryAgentState tell Protheus
     reconnect_max: float = 30.0     # cap of the reconnect backoff
     quiet_call: float = 300.0       # a call without news this long is checked against the PABX
-    dialect: dict[str, Any] = field(default_factory=dict)
+    options: Any = None             # the driver's own options (pabx/<driver>/options.py)
+
+
+COMMON_PABX_KEYS = frozenset({"driver", "timeout", "allow", "keepalive", "keepalive_timeout", "grace",
+                              "reconnect_max", "quiet_call"})
 
 
 @dataclass
@@ -118,16 +87,16 @@ class LinkConfig:
     pabx: PabxConfig = field(default_factory=PabxConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
 
-    @property
-    def events_path(self) -> str:
-        return f"/pabx/{self.pabx.driver}/{self.link_id}/RPC2"
-
 
 @dataclass
 class SimulatorConfig:
+    """The embedded simulated NGC. Its options are read by the simulator itself (sim/digitro), when it
+    starts or at check-config: production code never loads it."""
+
     enabled: bool = False
     listen: str = "127.0.0.1:2551"
     options: dict[str, Any] = field(default_factory=dict)
+    where: str = ""                 # "file:line" of simulator.options, for the simulator's error messages
 
 
 @dataclass
@@ -165,86 +134,16 @@ def default_state_file(source: str) -> str:
 
 
 def _default_status_allow() -> tuple:
-    from .access import parse_networks
     return parse_networks(["127.0.0.0/8", "::1"])
 
 
-def split_listen(value: str) -> tuple[str, int]:
-    """``"0.0.0.0:8080"`` -> ("0.0.0.0", 8080); ``"[::1]:8080"`` works too."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{value!r} is not HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
+def tls_of(cfg: Config, lc: LinkConfig) -> TlsConfig | None:
+    """The certificate of ``lc``'s listener: its own ``tls`` (with its own ``listen``) or the top-level one."""
+    return lc.tls or cfg.tls
 
 
-_ENV_VAR = re.compile(r"\$\{([^}]*)\}")
-
-
-class _Reader:
-    def __init__(self, source: str):
-        self.source = source
-
-    def fail(self, m: Any, key: str, path: str, message: str) -> ConfigError:
-        line = getattr(m, "lines", {}).get(key) or getattr(m, "line", None)
-        where = f"{self.source}:{line}" if line else self.source
-        return ConfigError(f"{where}: {path}: {message}")
-
-    def mapping(self, value: Any, path: str, parent: Any = None, key: str = "") -> _Map:
-        if value is None:
-            value = _Map()
-            value.lines, value.line = {}, getattr(parent, "lines", {}).get(key, 0)
-        if not isinstance(value, dict):
-            raise self.fail(parent, key, path, "must be a mapping (key: value lines)")
-        return value
-
-    def check_keys(self, m: _Map, path: str, allowed: set[str]) -> None:
-        for k in m:
-            if k not in allowed:
-                raise self.fail(m, str(k), f"{path}.{k}" if path else str(k),
-                                f"unknown key; allowed here: {', '.join(sorted(allowed))}")
-
-    def expand(self, m: _Map, key: str, full: str, value: str) -> str:
-        """Each ``${VAR}`` in ``value`` -> that environment variable (``http://cti:${NGC_PASSWORD}@ngc/RPC2``)."""
-        def var(match: re.Match) -> str:
-            if match.group(1) not in os.environ:
-                raise self.fail(m, key, full, f"environment variable {match.group(1)} is not set")
-            return os.environ[match.group(1)]
-        return _ENV_VAR.sub(var, value)
-
-    def get(self, m: _Map, key: str, path: str, kind: type, default: Any, *, check=None, env: bool = True) -> Any:
-        full = f"{path}.{key}" if path else key
-        if key not in m or m[key] is None:
-            return default
-        value = m[key]
-        if env and isinstance(value, str) and "${" in value:
-            value = self.expand(m, key, full, value)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.fail(m, key, full, f"must be {kind.__name__}, got {type(value).__name__} {value!r}")
-        if check is not None:
-            problem = check(value)
-            if problem:
-                raise self.fail(m, key, full, problem)
-        return value
-
-
-def _listen_problem(v: str) -> str | None:
-    try:
-        split_listen(v)
-    except ValueError as e:
-        return str(e)
-    return None
-
-
-def _url_problem(v: str) -> str | None:
-    parts = urlsplit(v)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        from .access import redact_url
-        return f"{redact_url(v)!r} is not an http:// or https:// URL"
-    return None
+def scheme(cfg: Config, lc: LinkConfig) -> str:
+    return "https" if tls_of(cfg, lc) else "http"
 
 
 def _path_problem(v: str) -> str | None:
@@ -255,7 +154,7 @@ def _path_problem(v: str) -> str | None:
     return None
 
 
-def _text_items(r: _Reader, m: _Map, key: str, path: str, what: str, plural: str,
+def _text_items(r: Reader, m: Map, key: str, path: str, what: str, plural: str,
                 example: str) -> list[tuple[str, str]] | None:
     """A list of texts, or one comma-separated text: [(where, value with ${VAR} expanded)]; None when absent."""
     full = f"{path}.{key}" if path else key
@@ -275,9 +174,8 @@ def _text_items(r: _Reader, m: _Map, key: str, path: str, what: str, plural: str
     return out
 
 
-def _networks(r: _Reader, m: _Map, key: str, path: str) -> tuple | None:
+def _networks(r: Reader, m: Map, key: str, path: str) -> tuple | None:
     """An address list: CIDRs or single addresses, as a list or one comma-separated string; None when absent."""
-    from .access import parse_networks
     items = _text_items(r, m, key, path, "address or network", "addresses or networks",
                         "[10.0.0.0/8, 192.168.10.5, '::1']")
     if items is None:
@@ -294,9 +192,8 @@ _HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0
                         r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
 
 
-def _host_allow(r: _Reader, m: _Map, key: str, path: str) -> HostAllow | None:
+def _host_allow(r: Reader, m: Map, key: str, path: str) -> HostAllow | None:
     """``eventing_allow``: CIDRs, addresses or host names that Protheus' eventing URLs may point at."""
-    from .access import parse_network
     items = _text_items(r, m, key, path, "network or host name", "networks or host names",
                         "[10.0.0.0/24, protheus.local]")
     if items is None:
@@ -319,9 +216,8 @@ def _host_allow(r: _Reader, m: _Map, key: str, path: str) -> HostAllow | None:
     return HostAllow(tuple(dict.fromkeys(networks)), tuple(dict.fromkeys(names)))
 
 
-def _tls(r: _Reader, m: _Map, key: str, path: str) -> TlsConfig | None:
+def _tls(r: Reader, m: Map, key: str, path: str) -> TlsConfig | None:
     """``tls: {cert: FILE, key: FILE, password: ...}``, the files read and matched at load."""
-    from .access import cert_file_problem, tls_problem
     if m.get(key) is None:
         return None
     full = f"{path}.{key}" if path else key
@@ -339,18 +235,33 @@ def _tls(r: _Reader, m: _Map, key: str, path: str) -> TlsConfig | None:
     return TlsConfig(cert, pem_key, password)
 
 
+def _pabx(r: Reader, pm: Map, pp: str, link_id: int) -> PabxConfig:
+    """The keys every driver has, then the driver's own, read by the driver."""
+    px = PabxConfig()
+    px.driver = r.get(pm, "driver", pp, str, px.driver, check=lambda v: None if v in DRIVERS else
+                      f"unknown driver {v!r}; available: {', '.join(sorted(DRIVERS))}")
+    spec = DRIVERS[px.driver]
+    r.check_keys(pm, pp, set(COMMON_PABX_KEYS | spec.keys))
+    px.timeout = r.get(pm, "timeout", pp, float, px.timeout, check=between(0.1, 60))
+    for name, low, high in (("keepalive", 0.05, 3600), ("keepalive_timeout", 10, 300), ("grace", 0, 3600),
+                            ("reconnect_max", 0.05, 3600), ("quiet_call", 0.05, 86400)):
+        setattr(px, name, r.get(pm, name, pp, float, getattr(px, name), check=between(low, high)))
+    px.allow = _networks(r, pm, "allow", pp)
+    px.options = spec.parse(r, pm, pp, link_id)
+    return px
+
+
 def parse(data: Any, source: str = "<config>") -> Config:
-    r = _Reader(source)
+    r = Reader(source)
     root = r.mapping(data, "(top level)")
     r.check_keys(root, "", {"tls", "listen", "max_body", "client_timeout", "log_level", "links", "simulator",
                             "logging", "state_file", "status_allow", "eventing_allow"})
     cfg = Config(source=source)
     cfg.state_file = r.get(root, "state_file", "", str, default_state_file(source))
-    cfg.listen = r.get(root, "listen", "", str, cfg.listen, check=_listen_problem)
+    cfg.listen = r.get(root, "listen", "", str, cfg.listen, check=listen_problem)
     cfg.max_body = r.get(root, "max_body", "", int, cfg.max_body,
                          check=lambda v: None if 1024 <= v <= 16 * 1024 * 1024 else "must be between 1024 and 16777216")
-    cfg.client_timeout = r.get(root, "client_timeout", "", float, cfg.client_timeout,
-                               check=lambda v: None if 1 <= v <= 300 else "must be between 1 and 300 seconds")
+    cfg.client_timeout = r.get(root, "client_timeout", "", float, cfg.client_timeout, check=between(1, 300))
     cfg.log_level = r.get(root, "log_level", "", str, cfg.log_level,
                           check=lambda v: None if v.lower() in ("debug", "info", "warning", "error") else
                           "must be debug, info, warning or error")
@@ -368,17 +279,13 @@ def parse(data: Any, source: str = "<config>") -> Config:
 
     sim = r.mapping(root.get("simulator"), "simulator", root, "simulator")
     r.check_keys(sim, "simulator", {"enabled", "listen", "options"})
+    line = getattr(sim, "lines", {}).get("options") or getattr(sim, "line", 0)
     cfg.simulator = SimulatorConfig(
         enabled=r.get(sim, "enabled", "simulator", bool, False),
-        listen=r.get(sim, "listen", "simulator", str, "127.0.0.1:2551", check=_listen_problem),
+        listen=r.get(sim, "listen", "simulator", str, "127.0.0.1:2551", check=listen_problem),
         options=dict(r.mapping(sim.get("options"), "simulator.options", sim, "options")),
+        where=f"{source}:{line}" if line else source,
     )
-    if cfg.simulator.enabled:
-        from .pabx.digitro.simulator import options_from_mapping
-        try:
-            options_from_mapping(cfg.simulator.options)
-        except ValueError as e:
-            raise r.fail(sim, "options", "simulator.options", str(e)) from None
 
     links = root.get("links")
     if not isinstance(links, list) or not links:
@@ -400,7 +307,7 @@ def parse(data: Any, source: str = "<config>") -> Config:
         seen_ids[link.link_id] = path
         link.name = r.get(m, "name", path, str, f"link {link.link_id}")
         link.command_path = r.get(m, "command_path", path, str, DEFAULT_COMMAND_PATH, check=_path_problem)
-        link.listen = r.get(m, "listen", path, str, "", check=_listen_problem)
+        link.listen = r.get(m, "listen", path, str, "", check=listen_problem)
         link.allow = _networks(r, m, "allow", path) or ()
         link.eventing_allow = _host_allow(r, m, "eventing_allow", path)
         link.tls = _tls(r, m, "tls", path)
@@ -417,32 +324,7 @@ def parse(data: Any, source: str = "<config>") -> Config:
                          f"another link already serves {link.command_path} on {where[0]}")
         seen_paths.add(where)
 
-        pm = r.mapping(m.get("pabx"), f"{path}.pabx", m, "pabx")
-        pp = f"{path}.pabx"
-        r.check_keys(pm, pp, {"allow", "ca_file", "driver", "url", "timeout", "callback_url", "dialect", "keepalive",
-                              "keepalive_timeout", "grace", "reconnect_max", "quiet_call"})
-        px = PabxConfig()
-        px.driver = r.get(pm, "driver", pp, str, "digitro",
-                          check=lambda v: None if v == "digitro" else f"unknown driver {v!r}; available: digitro")
-        px.url = r.get(pm, "url", pp, str, px.url, check=_url_problem, env=True)
-        px.timeout = r.get(pm, "timeout", pp, float, 5.0,
-                           check=lambda v: None if 0.1 <= v <= 60 else "must be between 0.1 and 60 seconds")
-        px.callback_url = r.get(pm, "callback_url", pp, str, "", check=_url_problem, env=True)
-        for name, low, high in (("keepalive", 0.05, 3600), ("keepalive_timeout", 10, 300), ("grace", 0, 3600),
-                                ("reconnect_max", 0.05, 3600), ("quiet_call", 0.05, 86400)):
-            setattr(px, name, r.get(pm, name, pp, float, getattr(px, name),
-                                    check=lambda v, lo=low, hi=high: None if lo <= v <= hi else
-                                    f"must be between {lo:g} and {hi:g} seconds"))
-        px.dialect = dict(r.mapping(pm.get("dialect"), f"{pp}.dialect", pm, "dialect"))
-        from .pabx.digitro.dialect import Dialect
-        try:
-            Dialect.with_overrides(px.dialect)
-        except (ValueError, TypeError) as e:
-            raise r.fail(pm, "dialect", f"{pp}.dialect", str(e)) from None
-        px.allow = _networks(r, pm, "allow", pp)
-        from .access import ca_file_problem
-        px.ca_file = r.get(pm, "ca_file", pp, str, "", check=ca_file_problem)
-        link.pabx = px
+        link.pabx = _pabx(r, r.mapping(m.get("pabx"), f"{path}.pabx", m, "pabx"), f"{path}.pabx", link.link_id)
 
         em = r.mapping(m.get("events"), f"{path}.events", m, "events")
         ep = f"{path}.events"
@@ -450,13 +332,9 @@ def parse(data: Any, source: str = "<config>") -> Config:
         ev = EventsConfig()
         for name, low, high in (("timeout", 0.1, 300), ("wsdl_timeout", 0.1, 300), ("ttl", 0.1, 86400),
                                 ("retry_initial", 0.01, 60), ("retry_max", 0.01, 3600), ("report_every", 1, 86400)):
-            setattr(ev, name, r.get(em, name, ep, float, getattr(ev, name),
-                                    check=lambda v, lo=low, hi=high: None if lo <= v <= hi else
-                                    f"must be between {lo:g} and {hi:g} seconds"))
+            setattr(ev, name, r.get(em, name, ep, float, getattr(ev, name), check=between(low, high)))
         for name, low, high in (("queue_size", 1, 1_000_000), ("release_after_99", 1, 1_000_000)):
-            setattr(ev, name, r.get(em, name, ep, int, getattr(ev, name),
-                                    check=lambda v, lo=low, hi=high: None if lo <= v <= hi else
-                                    f"must be between {lo} and {hi}"))
+            setattr(ev, name, r.get(em, name, ep, int, getattr(ev, name), check=between(low, high, "")))
         ev.ca_file = r.get(em, "ca_file", ep, str, "", check=ca_file_problem)
         link.events = ev
         cfg.links.append(link)
@@ -464,21 +342,5 @@ def parse(data: Any, source: str = "<config>") -> Config:
 
 
 def load(path: str | Path) -> Config:
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read the config file: {e.strerror}") from None
-    loader = None
-    try:
-        loader = _Loader(text)
-        loader.source = str(path)
-        data = loader.get_single_data()
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-    return parse(data, str(path))
+    data, source = load_yaml(path)
+    return parse(data, source)

@@ -1,26 +1,28 @@
-"""The daemon: listeners, links and their drivers, and the embedded simulator, started and stopped together."""
+"""The daemon, and the composition root: listeners, links and their drivers, and the embedded simulator,
+built from the config, started and stopped together."""
 from __future__ import annotations
 
 import asyncio
 import logging
-import socket
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from . import __version__, access, httplog
-from .config import Config, LinkConfig, split_listen
-from .extlog import ExtensionLog, Trace
+from . import __version__, access, httplog, tls
+from .config import Config, LinkConfig, scheme, split_listen, tls_of
 from .core.pabx import PabxError, QuerySystemStatus, QueryVersion
+from .extlog import ExtensionLog, Trace
 from .link import HealthOptions, Link
-from .registry import Registry
-from .status import Status
-from .pabx.digitro.dialect import Dialect
-from .pabx.digitro.driver import DigitroDriver
+from .pabx import DRIVERS
+from .pabx.base import Common
 from .protheus.command_service import add_command_routes
 from .protheus.delivery import DeliveryOptions
 from .protheus.eventing import EventingClient
+from .registry import Registry
+from .status import Status
+from .urls import redact_url
 
 log = logging.getLogger("smartcti_gateway")
 
@@ -35,16 +37,10 @@ class ListenError(OSError):
         self.key, self.listen, self.error = key, listen, error
 
 
-def local_address_towards(url: str) -> str:
-    """The address of this host as the PABX at ``url`` would see it (no packet is sent)."""
-    parts = urlsplit(url)
-    host = parts.hostname or "127.0.0.1"
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect((host, parts.port or 80))
-            return s.getsockname()[0]
-    except OSError:
-        return "127.0.0.1"
+def fault_note(text: str) -> str:
+    """`` (faultstring)`` of a SOAP Fault answer, for the self-test's report; "" otherwise."""
+    m = re.search(r"<faultstring>(.*?)</faultstring>", text or "", re.S)
+    return f" ({m.group(1).strip()[:200]})" if m else ""
 
 
 class Gateway:
@@ -64,16 +60,7 @@ class Gateway:
     async def start(self) -> None:
         self.bad_requests = httplog.install()   # a malformed request: one warning per client address
         if self.cfg.simulator.enabled:
-            from .pabx.digitro.simulator import options_from_mapping, start_simulator
-            host, port = split_listen(self.cfg.simulator.listen)
-            dialect = Dialect.with_overrides(self.cfg.links[0].pabx.dialect)
-            try:
-                self.simulator, self._sim_runner = await start_simulator(
-                    host, port, options_from_mapping(self.cfg.simulator.options), dialect)
-            except OSError as e:
-                raise ListenError("simulator.listen", self.cfg.simulator.listen, e) from None
-            log.info("embedded NGC simulator listening on http://%s:%d/RPC2 (control API under /sim/)",
-                     host, self.simulator.port)
+            await self._start_simulator()
 
         by_listener: dict[str, list[LinkConfig]] = {}
         keys: dict[str, str] = {}    # listen -> the config key that holds it, for messages
@@ -81,35 +68,20 @@ class Gateway:
             by_listener.setdefault(lc.listen or self.cfg.listen, []).append(lc)
             keys.setdefault(lc.listen or self.cfg.listen, f"links[{i}].listen" if lc.listen else "listen")
 
-        drivers: list[tuple[Link, LinkConfig]] = []
+        started: list[tuple[Link, LinkConfig]] = []
         for listen, link_cfgs in by_listener.items():
             app = web.Application(client_max_size=self.cfg.max_body)
             guard = access.install(app)   # links[].allow, links[].pabx.allow
             self.status.add_routes(app)
             for lc in link_cfgs:
-                driver = DigitroDriver(lc.pabx.url, dialect=Dialect.with_overrides(lc.pabx.dialect),
-                                       timeout=lc.pabx.timeout, name=f"link {lc.link_id}",
-                                       ssl_context=access.client_context(lc.pabx.ca_file))
-                ev, px = lc.events, lc.pabx
-                allow = access.eventing_allow(self.cfg, lc)
-                link = Link(lc.link_id, lc.name, driver, timeout=lc.pabx.timeout, version=VERSION_TEXT,
-                            registry=self.registry, eventing_check=allow.problem if allow else None,
-                            health=HealthOptions(keepalive=px.keepalive, keepalive_timeout=px.keepalive_timeout,
-                                                 grace=px.grace, reconnect_max=px.reconnect_max,
-                                                 quiet_call=px.quiet_call),
-                            eventing=EventingClient(timeout=ev.timeout, wsdl_timeout=ev.wsdl_timeout,
-                                                    ssl_context=access.client_context(ev.ca_file)),
-                            delivery=DeliveryOptions(ttl=ev.ttl, queue_size=ev.queue_size,
-                                                     retry_initial=ev.retry_initial, retry_max=ev.retry_max,
-                                                     release_after_99=ev.release_after_99,
-                                                     report_every=ev.report_every))
-                link.set_trace(Trace(self.extlog, lc.link_id))
-                routes = add_command_routes(app, lc.command_path, link.handle, name=f"link{lc.link_id}",
-                                            body_timeout=self.cfg.client_timeout)
-                driver.add_event_route(app, lc.events_path, body_timeout=self.cfg.client_timeout)
-                await access.protect_link(guard, self.cfg, lc, routes)
+                link = self._link(lc)
+                command_routes = add_command_routes(app, lc.command_path, link.handle, name=f"link{lc.link_id}",
+                                                    body_timeout=self.cfg.client_timeout)
+                for route in link.driver.routes():
+                    app.router.add_route(route.method, route.path, route.handler)
+                await access.protect_link(guard, self.cfg, lc, command_routes, link.driver)
                 self.links.append(link)
-                drivers.append((link, lc))
+                started.append((link, lc))
             # keepalive_timeout: aiohttp arms it at connect and after each answer, and closes the connection
             # if no complete request head has arrived by then; so it bounds both idle keep-alive and
             # clients that stall inside the headers. The body is bounded in the handlers (HTTP 408).
@@ -118,7 +90,7 @@ class Gateway:
             await runner.setup()
             host, port = split_listen(listen)
             site = web.TCPSite(runner, host, port, reuse_address=True,
-                               ssl_context=access.server_context(access.tls_of(self.cfg, link_cfgs[0])))
+                               ssl_context=tls.server_context(tls_of(self.cfg, link_cfgs[0])))
             try:
                 await site.start()
             except OSError as e:
@@ -130,19 +102,61 @@ class Gateway:
             shown = "<this host>" if host in ("0.0.0.0", "::", "") else host
             for lc in link_cfgs:
                 log.info("link %d (%s): serving SmartCTIWSCommand; in Protheus set K4_LINKID = %d and "
-                         "K4_CMD_URL = %s://%s:%d%s", lc.link_id, lc.name, lc.link_id, access.scheme(self.cfg, lc), shown,
+                         "K4_CMD_URL = %s://%s:%d%s", lc.link_id, lc.name, lc.link_id, scheme(self.cfg, lc), shown,
                          bound, lc.command_path)
 
-        for link, lc in drivers:
+        for link, lc in started:
             listen = lc.listen or self.cfg.listen
-            host, _ = split_listen(listen)
-            if host in ("0.0.0.0", "::", ""):
-                host = local_address_towards(lc.pabx.url)
-            link.driver.callback_url = lc.pabx.callback_url or (f"{access.scheme(self.cfg, lc)}://{host}:"
-                                                              f"{self.ports[listen]}{lc.events_path}")
+            link.driver.listening(scheme(self.cfg, lc), split_listen(listen)[0], self.ports[listen])
             await link.start()
-            log.info("link %d: PABX %s, events expected at %s", lc.link_id, access.redact_url(lc.pabx.url),
-                     access.redact_url(link.driver.callback_url))
+            log.info("link %d: %s", lc.link_id, link.driver.describe())
+
+    def _link(self, lc: LinkConfig) -> Link:
+        """The driver the config names, and the link around it."""
+        px, ev = lc.pabx, lc.events
+        driver = DRIVERS[px.driver].create(px.options, Common(lc.link_id, f"link {lc.link_id}", px.timeout,
+                                                              self.cfg.client_timeout))
+        allow = access.eventing_allow(self.cfg, lc)
+        link = Link(lc.link_id, lc.name, driver, timeout=px.timeout, version=VERSION_TEXT,
+                    registry=self.registry, eventing_check=allow.problem if allow else None,
+                    health=HealthOptions(keepalive=px.keepalive, keepalive_timeout=px.keepalive_timeout,
+                                         grace=px.grace, reconnect_max=px.reconnect_max, quiet_call=px.quiet_call),
+                    eventing=EventingClient(timeout=ev.timeout, wsdl_timeout=ev.wsdl_timeout,
+                                            ssl_context=tls.client_context(ev.ca_file)),
+                    delivery=DeliveryOptions(ttl=ev.ttl, queue_size=ev.queue_size, retry_initial=ev.retry_initial,
+                                             retry_max=ev.retry_max, release_after_99=ev.release_after_99,
+                                             report_every=ev.report_every))
+        link.set_trace(Trace(self.extlog, lc.link_id))
+        return link
+
+    async def _start_simulator(self) -> None:
+        """The embedded simulated NGC (sim/digitro), speaking the dialect of the links that use it."""
+        from .pabx.digitro.dialect import Dialect
+        from .sim.digitro import options_from_config, start_simulator
+        sc = self.cfg.simulator
+        options = options_from_config(sc.options, sc.where)
+        host, port = split_listen(sc.listen)
+        try:
+            self.simulator, self._sim_runner = await start_simulator(
+                host, port, options, Dialect.with_overrides(self._simulator_dialect()))
+        except OSError as e:
+            raise ListenError("simulator.listen", sc.listen, e) from None
+        log.info("embedded NGC simulator listening on http://%s:%d/RPC2 (control API under /sim/)",
+                 host, self.simulator.port)
+
+    def _simulator_dialect(self) -> dict:
+        """The dialect overrides of the Dígitro link that points at the simulator (else the first one's)."""
+        digitro = [lc for lc in self.cfg.links if lc.pabx.driver == "digitro"]
+        _, port = split_listen(self.cfg.simulator.listen)
+        for lc in digitro:
+            if urlsplit(lc.pabx.options.url).port == port:
+                return lc.pabx.options.dialect
+        return digitro[0].pabx.options.dialect if digitro else {}
+
+    def not_serving(self) -> list[str]:
+        """Problems with the listeners, for /readyz and the status page."""
+        return [f"link {lc.link_id}: its listener {lc.listen or self.cfg.listen} is not serving"
+                for lc in self.cfg.links if (lc.listen or self.cfg.listen) not in self.ports]
 
     async def stop(self) -> None:
         for link in self.links:
@@ -167,7 +181,7 @@ class Gateway:
         host, _ = split_listen(listen)
         host = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
         host = f"[{host}]" if ":" in host else host
-        return (f"{access.scheme(self.cfg, lc)}://{host}:{self.ports[listen]}{lc.command_path}"
+        return (f"{scheme(self.cfg, lc)}://{host}:{self.ports[listen]}{lc.command_path}"
                 ".SmartCTIWSCommandHttpSoap11Endpoint/")
 
     async def versions(self) -> list[str]:
@@ -178,9 +192,9 @@ class Gateway:
                 pabx = f"PABX {await link.ask(QueryVersion())}"
             except PabxError as e:
                 pabx = f"PABX unreachable ({e.detail or 'no answer'})"
-            lines.append(f"link {link.link_id} ({link.name}): {pabx} at {access.redact_url(link.driver.url)}")
+            lines.append(f"link {link.link_id} ({link.name}): {pabx} at {link.driver.target}")
             for url in link.event_urls():
-                lines.append(f"  Protheus {access.redact_url(url)}: {await self._wsdl_check(link, url)}")
+                lines.append(f"  Protheus {redact_url(url)}: {await self._wsdl_check(link, url)}")
         return lines
 
     async def _wsdl_check(self, link: Link, url: str) -> str:
@@ -200,13 +214,13 @@ class Gateway:
                 name = f"link {lc.link_id}"
                 url = self._command_url(lc)
                 try:
-                    async with http.post(url, data=body, ssl=access.self_test_context(access.tls_of(self.cfg, lc)),
+                    async with http.post(url, data=body, ssl=tls.self_test_context(tls_of(self.cfg, lc)),
                                          headers={"Content-Type": "text/xml; charset=UTF-8",
                                                   "SOAPAction": '"urn:SystemStatus"'}) as r:
                         text = await r.text()
                     ok = r.status == 200 and "<ns:return>0</ns:return>" in text
                     value = (text.split("<ns:return>")[1].split("<")[0] if "<ns:return>" in text
-                             else f"HTTP {r.status}{access.fault_note(text)}")
+                             else f"HTTP {r.status}{fault_note(text)}")
                     note = ""
                     if not link.health.up and link.switch.devices and not link.health.reported_down:
                         note = (f" (PABX link down; SystemStatus turns non-zero after the {link.health.grace:g} s "
@@ -219,16 +233,16 @@ class Gateway:
                     results.append((f"{name}: SOAP SystemStatus at {url}", False, str(e) or "timeout"))
                 try:
                     await link.ask(QuerySystemStatus())
-                    results.append((f"{name}: PABX at {access.redact_url(link.driver.url)}", True, "answering"))
+                    results.append((f"{name}: PABX at {link.driver.target}", True, "answering"))
                 except PabxError as e:
-                    results.append((f"{name}: PABX at {access.redact_url(link.driver.url)}", False,
+                    results.append((f"{name}: PABX at {link.driver.target}", False,
                                     e.detail or "no answer"))
                 urls = link.event_urls()
                 if not urls:
                     results.append((f"{name}: Protheus eventing", True, "no device in service yet"))
                 for ev_url in urls:
                     check = await self._wsdl_check(link, ev_url)
-                    results.append((f"{name}: Protheus eventing {access.redact_url(ev_url)}", check.startswith("WSDL read"),
+                    results.append((f"{name}: Protheus eventing {redact_url(ev_url)}", check.startswith("WSDL read"),
                                     check))
         return results
 

@@ -15,17 +15,18 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable
 
 from .core.codes import Result
-from .core.commands import Commands, Step, answer, eventing_url_problem
+from .core.commands import Step, answer, eventing_url_problem
+from .core.engine import Engine, Outcome
 from .core.health import LinkHealth
-from .core.model import Switch
 from .core.operations import SECRET_PARAMS
 from .core.pabx import (AgentEvent, AgentState, MonitorStart, MonitorStop, PabxError, PabxEvent, PabxUnavailable,
                         QueryAgentState, Request, SnapshotDevice)
 from .extlog import NO_TRACE, Trace, clip
-from .metrics import Latency
+from .latency import Latency
+from .pabx.base import Driver
 from .protheus.delivery import DeliveryOptions, EventDelivery
 from .protheus.eventing import EventingClient
 from .registry import Registry
@@ -38,16 +39,6 @@ QUIET_OPERATIONS = frozenset({"SystemStatus", "queryAgentState"})
 PERSISTED_OPERATIONS = frozenset({
     "AgentInService", "AgentOutOfService", "Logon", "LogonPass", "Logoff", "LogoffPass",
     "Ready", "ReadyPass", "NotReady", "NotReadyPass"})
-
-
-class Driver(Protocol):
-    url: str
-
-    async def start(self, on_event: Any) -> None: ...
-    async def close(self) -> None: ...
-    async def execute(self, request: Request) -> Any: ...
-    async def keepalive(self) -> bool: ...
-    async def reconnect(self, devices: list[str]) -> list[str]: ...
 
 
 @dataclass
@@ -77,14 +68,13 @@ class Link:
         self.name = name
         self.driver = driver
         self.timeout = timeout
-        self.switch = Switch()
-        self.commands = Commands(self.switch, version)
+        self.ho = health or HealthOptions()
+        self.health = LinkHealth(grace=self.ho.grace, backoff_max=self.ho.reconnect_max, clock=time.monotonic)
+        self.engine = Engine(version, self.health)
+        self.switch = self.engine.switch          # what the status page and /metrics read
         self.eventing = eventing or EventingClient()
         self.delivery = EventDelivery(link_id, self.eventing, delivery, on_release=self._release)
         self.trace: Trace = NO_TRACE
-        self.ho = health or HealthOptions()
-        self.health = LinkHealth(grace=self.ho.grace, backoff_max=self.ho.reconnect_max, clock=time.monotonic)
-        self.commands.health = self.health
         self.registry = registry
         # restored now, before any listener serves: an event or command must find the devices
         self.restored = registry.restore(link_id, self.switch) if registry else []
@@ -105,10 +95,7 @@ class Link:
         """Where per-extension lines go: commands here, PABX traffic in the driver, events in delivery.
         Only devices in service get a file."""
         trace.serves = self.switch.is_in_service
-        self.trace = trace
-        self.delivery.trace = trace
-        if hasattr(self.driver, "trace"):
-            self.driver.trace = trace
+        self.trace = self.delivery.trace = self.driver.trace = trace
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -182,7 +169,7 @@ class Link:
                 problem = await self.eventing_check(url)
                 if problem:
                     return answer(int(Result.DISCONNECTED_LINK), problem)
-        return self.commands.plan(op, args)
+        return self.engine.plan(op, args)
 
     async def _handle(self, op: str, args: dict[str, str], device: str) -> int | str:
         step = await self._plan(op, args)
@@ -191,26 +178,19 @@ class Link:
             self.delivery.forget(device)
         detail = step.detail
         if step.request is None:
-            value = step.done(None)
+            outcome = self.engine.complete(step)
         else:
             started = time.monotonic()
             try:
-                reply = await self.ask(step.request)
+                outcome = self.engine.complete(step, await self.ask(step.request))
             except PabxError as e:
                 detail = e.detail
                 if isinstance(e, PabxUnavailable):
                     self._unavailable(op, detail)
-                value = step.failed(e)
-            else:
-                value = step.done(reply)
+                outcome = self.engine.fail(step, e)
             self.pabx_latency.observe(time.monotonic() - started)
+        value = self._deliver(outcome)
         self.command_counts[(op, str(value) if isinstance(value, int) else "text")] += 1
-        if self.commands.outbox:
-            self.delivery.submit(self.commands.outbox)
-            self.commands.outbox = []
-        if self.commands.resync_wanted:
-            wanted, self.commands.resync_wanted = sorted(self.commands.resync_wanted), set()
-            self._in_background(self._resync(wanted, agent=False))
         if self.registry is not None and op in PERSISTED_OPERATIONS and value == 0 and device:
             self._persist(device)
         if device and self.trace.on:
@@ -222,6 +202,14 @@ class Link:
             log.log(level, "link %d: %s(%s) -> %r%s", self.link_id, op, masked(args), value,
                     f" ({clip(detail, 300)})" if detail else "")
         return value
+
+    def _deliver(self, outcome: Outcome) -> int | str:
+        """What the core's outcome owes Protheus goes out; the value is the SOAP answer."""
+        if outcome.notes:
+            self.delivery.submit(outcome.notes)
+        if outcome.resync:
+            self._in_background(self._resync(outcome.resync, agent=False))
+        return outcome.value
 
     async def ask(self, request: Request) -> Any:
         """One request to the PABX, never longer than the link's timeout (then PabxUnavailable, code 24)."""
@@ -240,7 +228,7 @@ class Link:
     # --------------------------------------------------------------- events
     def on_event(self, event: PabxEvent) -> None:
         """A PABX event: update the model, queue what Protheus must hear."""
-        notes = self.commands.notifier.on_pabx_event(event)
+        notes = self.engine.pabx_event(event)
         if notes:
             self.delivery.submit(notes)
         if isinstance(event, AgentEvent) and self.registry is not None:
@@ -261,7 +249,7 @@ class Link:
             return
         del dev.sessions[(url, cdevice)]
         if not dev.sessions:
-            self.switch.release(device)
+            self.engine.release(device)
             self.delivery.forget(device)
             if dev.monitored:
                 self._in_background(self._stop_monitor(device))
@@ -287,7 +275,7 @@ class Link:
                                 url, problem)
                     del dev.sessions[(url, spelling)]
             if not dev.sessions:
-                self.switch.release(dev.name)
+                self.engine.release(dev.name)
             self._persist(dev.name)
 
     def _persist(self, device: str) -> None:
@@ -407,12 +395,11 @@ class Link:
     def _monitored(self, names: list[str]) -> None:
         """The PABX monitors these now: INSERVICE to the sessions that waited for it."""
         for name in names:
-            dev = self.switch.device(name)
-            if dev is not None and not dev.monitored:
-                dev.monitored = True
-                self.delivery.submit(self.commands.notifier.in_service_owed(dev))
-                log.info("link %d: %s monitored now that the PABX answers; INSERVICE sent to its %d "
-                         "Protheus session(s)", self.link_id, name, len(dev.sessions))
+            notes = self.engine.monitored(name)
+            if notes:
+                self.delivery.submit(notes)
+                log.info("link %d: %s monitored now that the PABX answers; INSERVICE sent to its Protheus "
+                         "session(s)", self.link_id, name)
                 self._persist(name)
 
     def _refused_at_monitor(self, name: str) -> None:
@@ -424,7 +411,7 @@ class Link:
                         "PABX was away; its call listener gets no events. Check the extension in Protheus "
                         "(it must exist at the PABX), then have the user open the station again",
                         self.link_id, name)
-        self.switch.release(name)
+        self.engine.release(name)
         self.delivery.forget(name)
         self._persist(name)
 
@@ -453,7 +440,7 @@ class Link:
             except PabxError as e:
                 log.warning("link %d: cannot resync %s: %s", self.link_id, name, e.detail)
                 continue
-            notes = self.commands.notifier.resync(name, info, calls)
+            notes = self.engine.resync(name, info, calls)
             if notes:
                 sent += len(notes)
                 self.delivery.submit(notes)

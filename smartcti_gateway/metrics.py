@@ -6,45 +6,20 @@ Prometheus text format when /metrics is read.
 """
 from __future__ import annotations
 
-import bisect
 from collections import Counter
-from typing import TYPE_CHECKING, Iterator
+from typing import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from .core.pabx import AgentState
-
-if TYPE_CHECKING:
-    from .gateway import Gateway
-
-BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-class Latency:
-    """A histogram as cheap as it gets: one bisect and two additions per observation."""
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)
-        self.sum = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
-        self.sum += seconds
-
-    def cumulative(self) -> list[tuple[str, int]]:
-        out, total = [], 0
-        for bound, n in zip(BUCKETS, self.counts):
-            total += n
-            out.append((repr(bound), total))
-        out.append(("+Inf", total + self.counts[-1]))
-        return out
+from .link import Link
 
 
 class GatewayCollector(Collector):
-    def __init__(self, gateway: "Gateway"):
-        self.gw = gateway
+    def __init__(self, links: Callable[[], list[Link]]):
+        self.links = links
 
     def collect(self) -> Iterator:
         commands = CounterMetricFamily("smartcti_commands", "SOAP commands answered, by operation and result",
@@ -65,7 +40,7 @@ class GatewayCollector(Collector):
                                        labels=["link"])
         agents = GaugeMetricFamily("smartcti_agents", "Agents by state", labels=["link", "state"])
         calls = GaugeMetricFamily("smartcti_calls", "Calls in progress", labels=["link"])
-        for link in self.gw.links:
+        for link in self.links():
             lid = str(link.link_id)
             for (op, result), n in sorted(link.command_counts.items()):
                 commands.add_metric([lid, op, result], n)
@@ -76,7 +51,7 @@ class GatewayCollector(Collector):
                 dropped.add_metric([lid, reason], link.delivery.counts.get(reason, 0))
             retries.add_metric([lid], link.delivery.counts.get("retries", 0))
             depth.add_metric([lid], link.delivery.depth())
-            received.add_metric([lid], getattr(link.driver, "events_received", 0))
+            received.add_metric([lid], link.driver.events_received)
             up.add_metric([lid], 1 if link.health.up else 0)
             reconnects.add_metric([lid], link.health.reconnects)
             sw = link.switch
@@ -90,9 +65,10 @@ class GatewayCollector(Collector):
                     agents, calls)
 
 
-def registry_for(gateway: "Gateway") -> CollectorRegistry:
+def registry_for(links: Callable[[], list[Link]]) -> CollectorRegistry:
+    """A registry whose collector reads ``links()`` at each scrape."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(GatewayCollector(gateway))
+    registry.register(GatewayCollector(links))
     return registry
 
 

@@ -10,29 +10,35 @@ from __future__ import annotations
 
 import time
 from html import escape
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import __version__
-from .access import peer_address, redact_url
 from .core.commands import AGENT_STATE_CODES
+from .link import Link
 from .metrics import registry_for, render
+from .networks import peer_address
 
-if TYPE_CHECKING:
-    from .gateway import Gateway
+
+class Source(Protocol):
+    """What the page reads of the daemon (the Gateway): its links, and listeners that do not serve."""
+
+    links: list[Link]
+
+    def not_serving(self) -> list[str]: ...
 
 REFRESH_SECONDS = 3
 MAX_ROWS = 500
 
 
 class Status:
-    def __init__(self, gateway: "Gateway", allow: tuple = ()):
-        self.gw = gateway
+    def __init__(self, source: Source, allow: tuple = ()):
+        self.gw = source
         self.allow = allow
         self.started = time.time()
-        self.registry = registry_for(gateway)
+        self.registry = registry_for(lambda: source.links)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/healthz", self.healthz)
@@ -53,11 +59,8 @@ class Status:
         return web.Response(text="ok\n")
 
     def problems(self) -> list[str]:
-        out = []
-        for lc, link in zip(self.gw.cfg.links, self.gw.links):
-            listen = lc.listen or self.gw.cfg.listen
-            if listen not in self.gw.ports:
-                out.append(f"link {link.link_id}: its listener {listen} is not serving")
+        out = list(self.gw.not_serving())
+        for link in self.gw.links:
             if not link.health.up:
                 since = time.monotonic() - (link.health.down_since or time.monotonic())
                 out.append(f"link {link.link_id}: PABX link down for {since:.0f} s ({link.health.reason})")
@@ -88,8 +91,8 @@ class Status:
             h, d = link.health, link.delivery
             state = "up" if h.up else f"DOWN {now - (h.down_since or now):.0f} s: {h.reason}"
             last = f"{now - h.last_ok:.0f} s ago" if h.last_ok else "-"
-            links.append([link.link_id, link.name, redact_url(link.driver.url), state, last, h.reconnects,
-                          link.resyncs, getattr(link.driver, "events_received", 0)])
+            links.append([link.link_id, link.name, link.driver.target, state, last, h.reconnects,
+                          link.resyncs, link.driver.events_received])
             c = d.counts
             queues.append([link.link_id, d.depth(), c.get("sent", 0), c.get("no_session", 0), c.get("stale", 0),
                            c.get("overflow", 0), c.get("failed", 0), c.get("retries", 0)])

@@ -180,7 +180,7 @@ class FakePeers:
 
     async def start(self) -> None:
         from aiohttp import web
-        from smartcti_gateway.protheus.eventing_simulator import wsdl
+        from smartcti_gateway.sim.protheus.eventing import wsdl
         self.pabx_port, self.protheus_port = free_port(), free_port()
         self.pabx_url = f"http://127.0.0.1:{self.pabx_port}/RPC2"
         self.protheus_url = f"http://127.0.0.1:{self.protheus_port}{PROTHEUS_PATH}"

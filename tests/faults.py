@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 
-from smartcti_gateway.pabx.digitro.simulator import options_from_mapping, start_simulator
-from smartcti_gateway.protheus.eventing_simulator import start_protheus_simulator
+from smartcti_gateway.sim.digitro import options_from_mapping, start_simulator
+from smartcti_gateway.sim.protheus.eventing import start_protheus_simulator
 
 from .support import Peers, RunningGateway, wait_for
 from .test_resilience import gateway_for, gateway_process_config, soap_code, start_gateway_process

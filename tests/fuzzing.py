@@ -57,6 +57,7 @@ from smartcti_gateway.core.codes import Result
 from smartcti_gateway.core.operations import OPERATIONS
 from smartcti_gateway.link import Link
 from smartcti_gateway.pabx.digitro.dialect import EVENTS, FIELDS, METHODS
+from smartcti_gateway.pabx.base import Common, Driver
 from smartcti_gateway.pabx.digitro.driver import DigitroDriver
 from smartcti_gateway.protheus.command_service import add_command_routes
 from smartcti_gateway.protheus.soap import SOAP11_NS, SOAP12_NS, SERVICE_NS
@@ -553,17 +554,22 @@ class _Request:
         return self._body
 
 
-class FakePabx:
+class FakePabx(Driver):
     """Answers every request the way a NGC would, instantly; refuses devices it does not have."""
 
     def __init__(self):
+        super().__init__(Common(1, "fuzz", 2.0, 5.0))
         self.requests = 0
 
-    async def start(self, on_event) -> None:
-        pass
+    @property
+    def target(self) -> str:
+        return "fake NGC"
 
-    async def close(self) -> None:
-        pass
+    async def keepalive(self) -> bool:
+        return True
+
+    async def reconnect(self, devices: list[str]) -> list[str]:
+        return [d for d in devices if d not in DEVICES]
 
     async def execute(self, req: p.Request) -> Any:
         self.requests += 1

@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape
 
 from smartcti_gateway.config import parse
 from smartcti_gateway.gateway import Gateway
-from smartcti_gateway.protheus.eventing_simulator import start_protheus_simulator
+from smartcti_gateway.sim.protheus.eventing import start_protheus_simulator
 
 CMD_PATH = "/axis2/services/SmartCTIWSCommand"
 ENDPOINT = CMD_PATH + ".SmartCTIWSCommandHttpSoap11Endpoint/"
@@ -179,7 +179,7 @@ class Peers(BackgroundLoop):
     (another RunningGateway, or a gateway process that a test kills)."""
 
     def __init__(self, sim_port: int | None = None, **sim_options):
-        from smartcti_gateway.pabx.digitro.simulator import options_from_mapping, start_simulator
+        from smartcti_gateway.sim.digitro import options_from_mapping, start_simulator
         super().__init__()
         options = {"answer_after": 0.05, "ring_timeout": 0.3, **sim_options}
         self.sim_port = sim_port or free_port()

@@ -12,14 +12,18 @@ import xmlrpc.client
 import pytest
 from aiohttp import web
 
-from smartcti_gateway import access
-from smartcti_gateway.access import AccessGuard, Policy, parse_network, parse_networks, peer_address, redact_url
+from smartcti_gateway import access, config, tls
+from smartcti_gateway.access import AccessGuard, Policy
 from smartcti_gateway.config import ConfigError, load
+from smartcti_gateway.networks import parse_network, parse_networks, peer_address
+from smartcti_gateway.pabx import DRIVERS
+from smartcti_gateway.pabx.base import Common
+from smartcti_gateway.urls import redact_url
 from smartcti_gateway.core.pabx import PabxUnavailable, QueryVersion
 from smartcti_gateway.pabx.digitro.driver import DigitroDriver
-from smartcti_gateway.pabx.digitro.simulator import Simulator
-from smartcti_gateway.pabx.digitro import simulator_http
-from smartcti_gateway.protheus import eventing_simulator
+from smartcti_gateway.sim.digitro import Simulator
+from smartcti_gateway.sim.digitro import server as simulator_http
+from smartcti_gateway.sim.protheus import eventing as eventing_simulator
 
 from .support import CMD_PATH, ENDPOINT, RunningGateway, protheus_envelope, simulated_config, wait_for
 
@@ -100,7 +104,7 @@ def test_config_url_error_does_not_show_the_password(tmp_path, monkeypatch):
 def test_password_from_the_environment_inside_a_url(tmp_path, monkeypatch):
     monkeypatch.setenv("NGC_PASSWORD", "hunter2")
     cfg = load(write(tmp_path, "links: [{link_id: 1, pabx: {url: 'http://cti:${NGC_PASSWORD}@10.0.0.5:2551/RPC2'}}]\n"))
-    assert cfg.links[0].pabx.url == "http://cti:hunter2@10.0.0.5:2551/RPC2"
+    assert cfg.links[0].pabx.options.url == "http://cti:hunter2@10.0.0.5:2551/RPC2"
     monkeypatch.delenv("NGC_PASSWORD")
     assert "environment variable NGC_PASSWORD is not set" in error_of(
         tmp_path, "links: [{link_id: 1, pabx: {url: 'http://cti:${NGC_PASSWORD}@10.0.0.5:2551/RPC2'}}]\n")
@@ -223,8 +227,8 @@ def test_tls_config(tmp_path, cert):
             listen: 127.0.0.1:9444
             tls: {{cert: {crt}, key: {key}}}
     """))
-    assert access.tls_of(cfg, cfg.links[0]) == cfg.tls and access.tls_of(cfg, cfg.links[1]) == cfg.tls
-    assert access.scheme(cfg, cfg.links[2]) == "https"
+    assert config.tls_of(cfg, cfg.links[0]) == cfg.tls and config.tls_of(cfg, cfg.links[1]) == cfg.tls
+    assert config.scheme(cfg, cfg.links[2]) == "https"
     assert "password" not in repr(cfg.tls)
     # a certificate that is not one, a key that does not match, a link tls without its own listener
     (tmp_path / "bad.pem").write_text("not a certificate\n")
@@ -366,7 +370,7 @@ def test_events_from_an_address_not_in_pabx_allow_are_refused(caplog):
     caplog.set_level(logging.WARNING, logger=ACCESS_LOG)
     gw = RunningGateway(cfg)
     try:
-        path = gw.gateway.cfg.links[0].events_path
+        path = gw.gateway.cfg.links[0].pabx.options.events_path
         status, body, _ = gw.http("POST", path, event_body(), {"Content-Type": "text/xml"})
         assert status == 403 and body == b"address 127.0.0.1 is not allowed to post PABX events to link 1\n"
         assert gw.in_loop(lambda: gw.link().driver.events_received) == 0
@@ -401,7 +405,8 @@ def test_default_events_policy_follows_the_pabx_host(caplog):
                                 "pabx": {"url": "http://ngc.invalid:2551/RPC2"}},
                                {"link_id": 3, "command_path": "/c/SmartCTIWSCommand",
                                 "pabx": {"url": "http://10.0.0.5:2551/RPC2", "allow": []}}]}, "gw.yaml")
-        return [await access.events_policy(cfg, lc) for lc in cfg.links]
+        return [await access.events_policy(cfg, lc, DRIVERS[lc.pabx.driver].create(
+            lc.pabx.options, Common(lc.link_id, f"link {lc.link_id}", 1, 1))) for lc in cfg.links]
 
     by_name, unresolved, emptied = asyncio.run(policies())
     assert by_name.allows("127.0.0.1") and not by_name.allows("10.0.0.5") and by_name.hostname == "localhost"
@@ -497,7 +502,7 @@ def test_driver_verifies_an_https_pabx(cert):
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_ctx(cert)).start()
         url = f"https://cti:s3cret@127.0.0.1:{runner.addresses[0][1]}/RPC2"
-        trusting = DigitroDriver(url, ssl_context=access.client_context(cert[0]))
+        trusting = DigitroDriver(url, ssl_context=tls.client_context(cert[0]))
         stranger = DigitroDriver(url)
         try:
             await trusting.start(lambda ev: None)

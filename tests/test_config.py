@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from smartcti_gateway.cli import load_config
 from smartcti_gateway.config import DEFAULT_CONFIG, ConfigError, load, split_listen
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,8 +20,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def error_of(tmp_path, text) -> str:
+    """The error ``run`` and ``check-config`` report (the embedded simulator's options checked too)."""
     with pytest.raises(ConfigError) as e:
-        load(write(tmp_path, text))
+        load_config(str(write(tmp_path, text)))
     return str(e.value)
 
 
@@ -30,7 +32,7 @@ def test_default_config_is_link_1_on_8080_with_the_embedded_simulator():
     assert [l.link_id for l in cfg.links] == [1]
     link = cfg.links[0]
     assert link.command_path == "/axis2/services/SmartCTIWSCommand"
-    assert link.pabx.driver == "digitro" and link.pabx.url == "http://127.0.0.1:2551/RPC2"
+    assert link.pabx.driver == "digitro" and link.pabx.options.url == "http://127.0.0.1:2551/RPC2"
     assert cfg.simulator.enabled and cfg.simulator.listen == "127.0.0.1:2551"
 
 
@@ -41,7 +43,7 @@ def test_minimal_config(tmp_path):
             pabx: {url: "http://10.1.1.1:2551/RPC2", timeout: 2}
     """))
     assert cfg.links[0].link_id == 7 and cfg.links[0].pabx.timeout == 2.0
-    assert cfg.links[0].events_path == "/pabx/digitro/7/RPC2"
+    assert cfg.links[0].pabx.options.events_path == "/pabx/digitro/7/RPC2"
     assert not cfg.simulator.enabled
 
 
@@ -86,7 +88,7 @@ def test_errors(tmp_path, text, expected):
 def test_url_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("NGC_URL", "http://10.9.9.9:2551/RPC2")
     cfg = load(write(tmp_path, "links: [{link_id: 1, pabx: {url: '${NGC_URL}'}}]\n"))
-    assert cfg.links[0].pabx.url == "http://10.9.9.9:2551/RPC2"
+    assert cfg.links[0].pabx.options.url == "http://10.9.9.9:2551/RPC2"
     monkeypatch.delenv("NGC_URL")
     assert "environment variable NGC_URL is not set" in error_of(tmp_path, "links: [{link_id: 1, pabx: {url: '${NGC_URL}'}}]\n")
 

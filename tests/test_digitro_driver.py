@@ -153,10 +153,11 @@ async def test_unreachable_ngc_is_out_of_service():
 @pytest.fixture
 async def intake():
     events: list = []
-    drv = DigitroDriver("http://127.0.0.1:9/RPC2")
+    drv = DigitroDriver("http://127.0.0.1:9/RPC2", events_path="/pabx/digitro/1/RPC2")
     drv._on_event = events.append
     app = web.Application(client_max_size=65536)
-    drv.add_event_route(app, "/pabx/digitro/1/RPC2")
+    for route in drv.routes():            # what the gateway adds to the link's listener
+        app.router.add_route(route.method, route.path, route.handler)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()

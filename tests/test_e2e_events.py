@@ -7,7 +7,7 @@ exact event names, element names in order and values Protheus received.
 import pytest
 
 from smartcti_gateway.core.notify import EVENT_PARAMS
-from smartcti_gateway.protheus.eventing_simulator import start_protheus_simulator
+from smartcti_gateway.sim.protheus.eventing import start_protheus_simulator
 
 from .support import RunningGateway, free_port, simulated_config, wait_for
 

@@ -28,7 +28,7 @@ from smartcti_gateway.protheus.eventing import (
     schema_from_wsdl,
     service_url,
 )
-from smartcti_gateway.protheus.eventing_simulator import start_protheus_simulator, wsdl
+from smartcti_gateway.sim.protheus.eventing import start_protheus_simulator, wsdl
 
 ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 LINK = 7

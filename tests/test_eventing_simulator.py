@@ -16,7 +16,7 @@ import pytest_asyncio
 import zeep
 from lxml import etree
 
-from smartcti_gateway.protheus.eventing_simulator import (OPERATIONS, parse_associated_data,
+from smartcti_gateway.sim.protheus.eventing import (OPERATIONS, parse_associated_data,
                                                           start_protheus_simulator)
 
 SIM_LOGGER = "smartcti_gateway.protheus_sim"

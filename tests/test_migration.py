@@ -239,7 +239,7 @@ def test_axis1_jws_wsdl(tmp_path):
 def test_xmlrpc_url_is_normalised(tmp_path, written, url):
     old_install(tmp_path, xmlrpc=written)
     text, data, cfg = convert(tmp_path)
-    assert data["links"][0]["pabx"]["url"] == url == cfg.links[0].pabx.url
+    assert data["links"][0]["pabx"]["url"] == url == cfg.links[0].pabx.options.url
 
 
 def test_url_without_port_gets_a_warning(tmp_path):
@@ -403,7 +403,7 @@ def test_output_file_force_and_check_config(tmp_path, capsys):
     assert main([str(old), "-o", str(out)]) == 0
     assert "wrote" in capsys.readouterr().err
     cfg = config.load(out)
-    assert cfg.links[0].link_id == 1 and cfg.links[0].pabx.url == "http://10.0.0.5:2551/RPC2"
+    assert cfg.links[0].link_id == 1 and cfg.links[0].pabx.options.url == "http://10.0.0.5:2551/RPC2"
 
     out.write_text("mine", encoding="utf-8")
     assert main([str(old), "-o", str(out)]) == 2

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from smartcti_gateway.pabx.digitro.simulator import options_from_mapping, start_simulator
+from smartcti_gateway.sim.digitro import options_from_mapping, start_simulator
 
 from .support import Peers, RunningGateway, Switchable, free_port, protheus_envelope, wait_for
 

@@ -17,9 +17,9 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from smartcti_gateway.pabx.digitro import simulator_http
+from smartcti_gateway.sim.digitro import server as simulator_http
 from smartcti_gateway.pabx.digitro.dialect import Dialect
-from smartcti_gateway.pabx.digitro.simulator import (Simulator, SimulatorOptions, options_from_mapping,
+from smartcti_gateway.sim.digitro import (Simulator, SimulatorOptions, options_from_mapping,
                                                      start_simulator)
 
 ANI = "1133334444"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from smartcti_gateway.pabx.digitro.simulator import options_from_mapping, start_simulator
+from smartcti_gateway.sim.digitro import options_from_mapping, start_simulator
 
 from .support import RunningGateway, simulated_config, wait_for
 

@@ -102,11 +102,13 @@ AGENT_STATE_CODES = {
 
 
 class Commands:
-    def __init__(self, switch: Switch, version: str):
+    """The planner. Its owner (core.engine.Engine) drains ``outbox`` and ``resync_wanted`` after each step."""
+
+    def __init__(self, switch: Switch, version: str, health: LinkHealth | None = None):
         self.switch = switch
         self.version = version
         self.notifier = Notifier(switch)
-        self.health: LinkHealth | None = None   # set by the link; None = always up
+        self.health = health     # the link's; None = always up
         # Events owed to Protheus because of a command (INSERVICE, READY...); the caller drains it.
         self.outbox: list[Notification] = []
         # Devices whose calls the PABX sees otherwise than the model; the caller reads them again.

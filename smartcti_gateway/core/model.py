@@ -92,6 +92,53 @@ class Device:
 # Which of a device's calls a command means, in order of preference.
 ACTIVE_ORDER = (CS.CONNECTED, CS.ALERTING, CS.INITIATED, CS.HELD, CS.QUEUED)
 
+# How a PABX call event changes the connections of the monitored device and of the other party the
+# event names (the far end ringing, the answering or releasing party, the transfer target).
+# (event, names another party?) -> (change of this device, change of the other party); None: no change.
+# Read with "True/False" first, then "None" (either way). docs/events.md shows this table.
+BECOMES, JOINS, LEAVES = "becomes", "joins as", "leaves the call"
+Change = tuple  # (BECOMES | JOINS | LEAVES, ConnectionState | None); JOINS keeps a state already there
+E_ = CallEventType
+CALL_TRANSITIONS: dict[tuple[CallEventType, bool | None], tuple[Change | None, Change | None]] = {
+    (E_.SERVICE_INITIATED, None): ((BECOMES, CS.INITIATED), None),
+    (E_.ORIGINATED, None): ((BECOMES, CS.CONNECTED), (JOINS, CS.INITIATED)),
+    (E_.DELIVERED, False): ((BECOMES, CS.ALERTING), None),
+    (E_.DELIVERED, True): ((JOINS, CS.CONNECTED), (BECOMES, CS.ALERTING)),
+    (E_.ESTABLISHED, None): ((BECOMES, CS.CONNECTED), (BECOMES, CS.CONNECTED)),
+    (E_.FAILED, None): ((BECOMES, CS.FAILED), None),
+    (E_.HELD, None): ((BECOMES, CS.HELD), None),
+    (E_.RETRIEVED, None): ((BECOMES, CS.CONNECTED), (JOINS, CS.CONNECTED)),
+    (E_.TRANSFERRED, None): ((BECOMES, CS.CONNECTED), (JOINS, CS.CONNECTED)),
+    (E_.CONFERENCED, None): ((BECOMES, CS.CONNECTED), (JOINS, CS.CONNECTED)),
+    (E_.DIVERTED, None): ((LEAVES, None), (LEAVES, None)),
+    (E_.CONNECTION_CLEARED, None): ((LEAVES, None), (LEAVES, None)),
+}
+
+
+def _change(call: "Call", party: str, change: Change) -> None:
+    what, state = change
+    if what is BECOMES:
+        call.connections[party] = state
+    elif what is JOINS:
+        call.connections.setdefault(party, state)
+    else:
+        call.connections.pop(party, None)
+
+
+def transitions_table() -> str:
+    """CALL_TRANSITIONS as the Markdown table docs/events.md shows (a test keeps the two the same)."""
+    def text(change: Change | None) -> str:
+        if change is None:
+            return "-"
+        what, state = change
+        return what if state is None else f"{what} {state.value}"
+
+    rows = ["| PABX event | names another party | this device | the other party |", "|---|---|---|---|"]
+    for (event, other), (mine, theirs) in CALL_TRANSITIONS.items():
+        named = {None: "either", True: "yes", False: "no"}[other]
+        rows.append(f"| {event.value} | {named} | {text(mine)} | {text(theirs) if other is not False else '-'} |")
+    return "\n".join(rows)
+
 
 class Switch:
     """The link's model of the switch. Only devices Protheus holds in service get an entry."""
@@ -253,38 +300,17 @@ class Switch:
             call = self._call(ev.call_id)
             self._attach(me, ev.call_id)
         call.update_from(ev)
-
-        if t is CallEventType.SERVICE_INITIATED:
-            call.connections[me] = CS.INITIATED
-            if call.direction is Direction.UNKNOWN:
-                call.direction = Direction.OUTBOUND
-        elif t is CallEventType.ORIGINATED:
-            call.connections[me] = CS.CONNECTED
-            if other:
-                call.connections.setdefault(other, CS.INITIATED)
-        elif t is CallEventType.DELIVERED:
-            if other:  # the far end of this device's call is ringing
-                call.connections[other] = CS.ALERTING
-                call.connections.setdefault(me, CS.CONNECTED)
-            else:
-                call.connections[me] = CS.ALERTING
-        elif t is CallEventType.ESTABLISHED:
-            call.connections[me] = CS.CONNECTED
-            if other:
-                call.connections[other] = CS.CONNECTED
-        elif t is CallEventType.FAILED:
-            call.connections[me] = CS.FAILED
+        if t is CallEventType.SERVICE_INITIATED and call.direction is Direction.UNKNOWN:
+            call.direction = Direction.OUTBOUND
+        if t is CallEventType.FAILED:
             dev.last_failure = ev.cause
-        elif t is CallEventType.HELD:
-            call.connections[me] = CS.HELD
-        elif t in (CallEventType.RETRIEVED, CallEventType.TRANSFERRED, CallEventType.CONFERENCED):
-            call.connections[me] = CS.CONNECTED
-            if other:
-                call.connections.setdefault(other, CS.CONNECTED)
-        elif t is CallEventType.DIVERTED or t is CallEventType.CONNECTION_CLEARED:
-            if other and other in call.connections:
-                del call.connections[other]
+        mine, theirs = CALL_TRANSITIONS.get((t, bool(other))) or CALL_TRANSITIONS[(t, None)]
+        if other and theirs is not None:
+            _change(call, other, theirs)
+        if mine is not None and mine[0] is LEAVES:
             self._detach(me, ev.call_id)
+        elif mine is not None:
+            _change(call, me, mine)
 
     # --------------------------------------------------------------- snapshot
     def apply_snapshot(self, name: str, calls: list[CallInfo]) -> None:

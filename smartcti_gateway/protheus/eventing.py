@@ -23,6 +23,7 @@ import aiohttp
 from lxml import etree
 
 from .. import xmlsafe
+from ..urls import redact_url
 from ..core.notify import EVENT_PARAMS, Notification
 
 log = logging.getLogger("smartcti_gateway.eventing")
@@ -84,7 +85,6 @@ def schema_from_wsdl(url: str, timeout: float, ssl_context: ssl.SSLContext | Non
     if urlsplit(post_url).scheme.lower() not in ("http", "https"):
         # zeep would read a local file for a path or a file:// URL
         raise ValueError(f"{post_url[:120]!r} is not an http:// or https:// URL")
-    from ..access import requests_session
     session = requests_session(ssl_context)   # https verified with events.ca_file too; no scheme change
     client = zeep.Client(post_url + "?WSDL", transport=Transport(timeout=timeout, operation_timeout=timeout,
                                                                  session=session))
@@ -238,3 +238,36 @@ class EventingClient:
             raise DeliveryError(f"HTTP {status} redirect to {location[:120]!r} not followed; point MV_TKCTIEV "
                                 f"at the SmartCTIWSEventing URL itself", retry=False)
         return parse_result(answer, status)
+
+
+def requests_session(ctx: ssl.SSLContext | None = None):
+    """A requests Session for zeep's WSDL reads: https verified with ``ctx`` (None: the system's CAs),
+    and a redirect followed only to the same scheme (never http -> file, https -> http...)."""
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    class _SameScheme(requests.Session):
+        def get_redirect_target(self, resp):
+            target = super().get_redirect_target(resp)
+            if target and urlsplit(target).scheme and urlsplit(target).scheme.lower() != \
+                    urlsplit(resp.url).scheme.lower():
+                log.warning("the WSDL at %s redirects to %s, another scheme: not followed",
+                            redact_url(resp.url), redact_url(target)[:120])
+                return None
+            return target
+
+    session = _SameScheme()
+    if ctx is None:
+        return session
+
+    class _Adapter(HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            kwargs["ssl_context"] = ctx
+            super().init_poolmanager(*args, **kwargs)
+
+        def proxy_manager_for(self, *args, **kwargs):
+            kwargs["ssl_context"] = ctx
+            return super().proxy_manager_for(*args, **kwargs)
+
+    session.mount("https://", _Adapter())
+    return session

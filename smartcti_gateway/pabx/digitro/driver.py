@@ -10,26 +10,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 import ssl
 import xmlrpc.client
 from typing import Any, Callable
+from urllib.parse import urlsplit
 from xml.parsers import expat
 
 import aiohttp
 from aiohttp import web
 
-from ...access import redact_url
 from ...core.codes import Result
 from ...core import pabx as p
-from ...extlog import NO_TRACE, Trace, masked_struct
+from ...extlog import masked_struct
 from ...httpbody import BodyTimeout, read_body
+from ...tls import client_context
+from ...urls import redact_url
 from ...xmlsafe import has_dtd
+from ..base import Common, Driver, EventSink, Route
 from .dialect import CHANNEL_UNKNOWN, OK, Dialect
+from .options import DigitroOptions
 
 log = logging.getLogger(__name__)
-
-EventSink = Callable[[p.PabxEvent], None]
-
 
 class XmlRpcFaultError(Exception):
     pass
@@ -89,26 +91,72 @@ def _too_deep(value: Any) -> bool:
     return True
 
 
-class DigitroDriver:
+def local_address_towards(url: str) -> str:
+    """The address of this host as the PABX at ``url`` would see it (no packet is sent)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((host, parts.port or 80))
+            return s.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+class DigitroDriver(Driver):
     """One NGC for one link."""
 
     def __init__(self, url: str, *, dialect: Dialect | None = None, timeout: float = 5.0,
-                 callback_url: str = "", name: str = "digitro", ssl_context: ssl.SSLContext | None = None):
+                 callback_url: str = "", name: str = "digitro", ssl_context: ssl.SSLContext | None = None,
+                 events_path: str = "", body_timeout: float | None = None):
+        super().__init__(Common(0, name, timeout, body_timeout or timeout))
         self.url = url
         self.d = dialect or Dialect()
         self.timeout = timeout
         self.callback_url = callback_url
         self.ssl_context = ssl_context   # for an https url: system CAs + pabx.ca_file; None = system CAs
-        self.name = name
+        self.events_path = events_path   # where the NGC posts events on the link's listener
         self.channel = ""
         self._session: aiohttp.ClientSession | None = None
         self._on_event: EventSink = lambda ev: None
         self._register_lock = asyncio.Lock()
         self.monitored: set[str] = set()
-        self.events_received = 0
-        self.events_rejected = 0
-        self.trace: Trace = NO_TRACE   # per-extension log; passwords are masked before it is called
-        self.body_timeout: float | None = None   # s for the NGC to send an event's body (HTTP 408 after)
+        self.body_timeout = body_timeout   # s for the NGC to send an event's body (HTTP 408 after)
+
+    @classmethod
+    def from_options(cls, o: DigitroOptions, common: Common) -> "DigitroDriver":
+        driver = cls(o.url, dialect=Dialect.with_overrides(o.dialect), timeout=common.timeout,
+                     callback_url=o.callback_url, name=common.name, ssl_context=client_context(o.ca_file),
+                     events_path=o.events_path, body_timeout=common.body_timeout)
+        driver.common = common
+        return driver
+
+    # ------------------------------------------------------ what is shown
+    @property
+    def target(self) -> str:
+        return redact_url(self.url)
+
+    def describe(self) -> str:
+        return f"PABX {self.target}, events expected at {redact_url(self.callback_url) or '(nowhere)'}"
+
+    # ------------------------------------------------------- inbound HTTP
+    def routes(self) -> list[Route]:
+        return [Route("POST", self.events_path, self.handle_event_request)] if self.events_path else []
+
+    @property
+    def peer_host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    peer_key, peer_name = "url", "NGC"
+
+    def listening(self, scheme: str, host: str, port: int) -> None:
+        """The NGC is told (cti.registra_retorno) to post events there, unless callback_url says where."""
+        if self.callback_url or not self.events_path:
+            return
+        if host in ("0.0.0.0", "::", ""):
+            host = local_address_towards(self.url)
+        host = f"[{host}]" if ":" in host else host
+        self.callback_url = f"{scheme}://{host}:{port}{self.events_path}"
 
     # ------------------------------------------------------------ lifecycle
     async def start(self, on_event: EventSink) -> None:
@@ -237,10 +285,6 @@ class DigitroDriver:
         return ",".join(groups)
 
     # --------------------------------------------------------------- events
-    def add_event_route(self, app: web.Application, path: str, *, body_timeout: float | None = None) -> None:
-        self.body_timeout = body_timeout
-        app.router.add_post(path, self.handle_event_request)
-
     async def handle_event_request(self, request: web.Request) -> web.Response:
         try:
             body = await read_body(request, self.body_timeout, lambda: _dumps_fault(

@@ -21,7 +21,7 @@ Every event is recorded (``GET /events``) and described on one readable log
 line (logger ``smartcti_gateway.protheus_sim``), plus a "SCREEN POP" line for a
 RINGING that would pop the Protheus listener.
 
-Run it alone with ``python -m smartcti_gateway.protheus.eventing_simulator``.
+Run it alone with ``python -m smartcti_gateway.sim.protheus.eventing``.
 """
 from __future__ import annotations
 
@@ -760,7 +760,7 @@ async def _serve(host: str, port: int, quiet: bool, closed: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m smartcti_gateway.protheus.eventing_simulator",
+    parser = argparse.ArgumentParser(prog="python -m smartcti_gateway.sim.protheus.eventing",
                                      description="Fake Protheus SmartCTIWSEventing (SOAP) for the SmartCTI gateway.")
     parser.add_argument("--listen", default="127.0.0.1:8081", help="HOST:PORT (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="log events at DEBUG instead of INFO")

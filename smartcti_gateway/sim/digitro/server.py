@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from .dialect import Dialect
-from .simulator import (FAULT_BAD_REQUEST, FAULT_INTERNAL, ControlError, Simulator, SimulatorOptions)
+from ...pabx.digitro.dialect import Dialect
+from .switch import FAULT_BAD_REQUEST, FAULT_INTERNAL, ControlError, Simulator, SimulatorOptions
 
 log = logging.getLogger(__name__)
 

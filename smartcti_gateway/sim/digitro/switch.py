@@ -5,8 +5,7 @@ every wire name from a :class:`Dialect`, so a site's overrides apply to the
 gateway and to the simulator alike. This module holds extensions, ACD groups,
 agents, calls and listener channels; it turns one XML-RPC call (already
 unmarshalled) into one answer struct and hands events to an ``EventSink``.
-The HTTP server, the /sim control API and event delivery live in
-``simulator_http``; ``build_app`` and ``start_simulator`` are re-exported here.
+The HTTP server, the /sim control API and event delivery live in ``server``.
 
 Timers (an outside number answering, failing, not answering) use the running
 loop's ``call_later``, so every method must be called from inside the loop.
@@ -21,8 +20,9 @@ import xmlrpc.client
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping, Protocol
 
+from ...configread import ConfigError
 from ...core.pabx import AgentState, ConnectionState, Direction
-from .dialect import CHANNEL_UNKNOWN, Dialect
+from ...pabx.digitro.dialect import CHANNEL_UNKNOWN, Dialect
 
 try:
     from ... import __version__ as _PACKAGE_VERSION
@@ -159,6 +159,14 @@ def options_from_mapping(m: Mapping[str, Any] | None) -> SimulatorOptions:
     if "agents" in kwargs and kwargs["agents"] is None:
         kwargs["agents"] = {}
     return validate_options(SimulatorOptions(**kwargs))
+
+
+def options_from_config(options: Mapping[str, Any], where: str) -> SimulatorOptions:
+    """``simulator.options`` of the gateway's config (``where``: its file and line); ConfigError if wrong."""
+    try:
+        return options_from_mapping(options)
+    except ValueError as e:
+        raise ConfigError(f"{where}: simulator.options: {e}") from None
 
 
 def _wire_name(table: Mapping[str, Any], value: Any) -> str:
@@ -1079,11 +1087,3 @@ class Simulator:
                     p.timer.cancel()
                     p.timer = None
         self.sink = None
-
-
-def __getattr__(name: str):
-    # build_app / start_simulator live with the HTTP code; imported lazily to avoid a cycle.
-    if name in ("build_app", "start_simulator"):
-        from . import simulator_http
-        return getattr(simulator_http, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
