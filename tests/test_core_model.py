@@ -130,3 +130,12 @@ def test_out_of_service_releases_at_once():
     assert "2001" not in sw.calls["C1"].connections and sw.device("2002").calls == ["C1"]
     assert sw.release("2001") is None and sw.release("nope") is None
     assert sw.apply(p.CallEvent(E.ESTABLISHED, "2001", "C1")) is None   # its events are not looked at
+
+
+def test_docs_show_the_call_transitions_the_core_uses():
+    """docs/events.md holds the rendered CALL_TRANSITIONS table: changing one without the other fails."""
+    from pathlib import Path
+    from smartcti_gateway.core.model import CALL_TRANSITIONS, transitions_table
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "events.md").read_text(encoding="utf-8")
+    assert transitions_table() in docs
+    assert {event for event, _ in CALL_TRANSITIONS} == set(E)     # every event type has its row
