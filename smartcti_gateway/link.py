@@ -432,8 +432,8 @@ class Link:
         sent = 0
         for name in devices:
             try:
-                info = await self.driver.execute(QueryAgentState(name)) if agent else None
-                calls = await self.driver.execute(SnapshotDevice(name))
+                info = await self.ask(QueryAgentState(name)) if agent else None
+                calls = await self.ask(SnapshotDevice(name))
             except PabxUnavailable as e:
                 self._down(e.detail)
                 return sent
