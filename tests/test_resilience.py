@@ -312,21 +312,21 @@ def test_the_poll_that_finds_the_fault_does_not_close_protheus_listeners():
 
 
 def test_a_hung_pabx_met_by_a_poll_is_kept_from_protheus_too():
+    from .test_multilink import hung_server
     peers = Peers()
     gw = RunningGateway(gateway_for(peers, keepalive=3600, grace=30, timeout=0.3))
+    hung = None
     try:
         assert gw.code("AgentInService", device="2001", ipaddress=peers.events_url) == 0
         assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
         peers.run(peers.sim_runner.cleanup())
-        from .test_multilink import hung_server
         hung = peers.run(hung_server(peers.sim_port))
-        try:
-            assert gw.code("queryAgentState", cDevice="2001") == 26      # timed out: not 24, not 16
-            assert gw.code("SystemStatus") == 0
-        finally:
-            peers.run(hung.runner.cleanup())
+        assert gw.code("queryAgentState", cDevice="2001") == 26      # timed out: not 24, not 16
+        assert gw.code("SystemStatus") == 0
     finally:
-        gw.close()
+        gw.close()                 # the gateway first: it holds connections to the hung PABX
+        if hung is not None:
+            peers.run(hung.runner.cleanup())
         peers.close()
 
 
@@ -345,8 +345,8 @@ def test_right_after_a_start_the_teste_button_hears_the_truth():
         assert gw.code("SystemStatus") == 22
         assert time.monotonic() - started < 5          # bounded by the link's timeout
     finally:
+        gw.close()                                     # the gateway first: it holds connections to the hung PABX
         peers.run(hung.runner.cleanup())
-        gw.close()
         peers.close()
 
 
