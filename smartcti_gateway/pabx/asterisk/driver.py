@@ -1,0 +1,498 @@
+"""Asterisk over AMI: the core's neutral requests as AMI actions, AMI events (through the tracker) as
+neutral events. docs/asterisk.md says what each SmartCTI operation does on Asterisk.
+
+Hold, retrieve, consultation, alternate, transfer and conference are done on the server, so they
+work with any phone: the held party waits in a context of the gateway's own (music on hold), the
+agent's leg in another (silence) or dialling the consultation; ``Bridge`` joins two waiting parties,
+``ConfBridge`` three. That dialplan is installed over AMI at every connect and removed at close: a
+site adds nothing to its own.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from typing import Any, Callable
+
+from ...core import pabx as p
+from ...core.codes import Result
+from ..base import Common, Driver, EventSink
+from .ami import Message
+from .connection import AmiConnection
+from .options import AsteriskOptions
+from .tracker import LOGON_REASON, Chan, Tracker
+
+log = logging.getLogger(__name__)
+
+HOLD, PARK, DIAL, CONF = "smartcti-hold", "smartcti-park", "smartcti-dial", "smartcti-conf"
+
+
+def installed_dialplan(o: AsteriskOptions) -> list[tuple[str, str, int, str, str]]:
+    """(context, extension, priority, application, data): what the gateway needs of its own."""
+    return [
+        # a party put on hold: music on hold until it is bridged back
+        (HOLD, "s", 1, "Answer", ""),
+        (HOLD, "s", 2, "MusicOnHold", o.music_class),
+        (HOLD, "s", 3, "Wait", "86400"),
+        # the agent's own leg while its call is held: silence until it is bridged back
+        (PARK, "s", 1, "Wait", "86400"),
+        # the agent's leg dialling a consultation, as the agent: back to silence when it ends
+        (DIAL, "_X.", 1, "Set", "CALLERID(all)=${SMARTCTI_DEVICE} <${SMARTCTI_DEVICE}>"),
+        (DIAL, "_X.", 2, "Dial", f"Local/${{EXTEN}}@{o.context},60"),
+        (DIAL, "_X.", 3, "Goto", f"{PARK},s,1"),
+        # three parties together
+        (CONF, "_X.", 1, "Answer", ""),
+        (CONF, "_X.", 2, "ConfBridge", "smartcti-${EXTEN}"),
+        (CONF, "_X.", 3, "Hangup", ""),
+    ]
+
+
+_SAFE_FILE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class AsteriskDriver(Driver):
+    peer_name = "Asterisk"
+
+    def __init__(self, o: AsteriskOptions, common: Common):
+        super().__init__(common)
+        self.o = o
+        self.timeout = common.timeout
+        self._on_event: EventSink = lambda ev: None
+        self.tracker = Tracker(o.device_prefix, o.group_of, self._emit)
+        self.tracker.divert = self._divert
+        self.conn = AmiConnection(o.host, o.port, o.username, o.secret, timeout=common.timeout,
+                                  on_event=self.tracker.on_event, on_lost=self._lost, name=common.name)
+        self.forwarding: dict[str, str] = {}
+        self._changed = asyncio.Event()
+        self._rooms = 0
+        self._installed = False
+        self._background: set[asyncio.Task] = set()
+        self.lost_reason = ""
+
+    @classmethod
+    def from_options(cls, o: AsteriskOptions, common: Common) -> "AsteriskDriver":
+        return cls(o, common)
+
+    # ------------------------------------------------------ what is shown
+    @property
+    def target(self) -> str:
+        return f"AMI {self.o.username}@{self.o.host}:{self.o.port}"
+
+    def describe(self) -> str:
+        return f"Asterisk {self.target} (devices {self.o.device_prefix}<device>, dialling in {self.o.context})"
+
+    @property
+    def events_received(self) -> int:
+        return self.conn.events_received
+
+    @events_received.setter
+    def events_received(self, value: int) -> None:   # the base class starts it at 0
+        pass
+
+    @property
+    def events_rejected(self) -> int:
+        return self.conn.rejected
+
+    @events_rejected.setter
+    def events_rejected(self, value: int) -> None:
+        pass
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self, on_event: EventSink) -> None:
+        self._on_event = on_event
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        if self.conn.connected and self._installed:
+            for context, exten, priority, _app, _data in installed_dialplan(self.o):
+                try:
+                    await self.conn.send("DialplanExtensionRemove",
+                                         {"Context": context, "Extension": exten, "Priority": str(priority)})
+                except p.PabxError:
+                    break
+        await self.conn.close(goodbye=True)
+
+    def _lost(self, reason: str) -> None:
+        self.lost_reason = reason
+        log.warning("%s: %s", self.name, reason)
+
+    # ---------------------------------------------------------- link health
+    async def keepalive(self) -> bool:
+        if not self.conn.connected:
+            raise p.PabxUnavailable(Result.OUT_OF_SERVICE, self.lost_reason or f"AMI {self.conn.where()} not connected")
+        reply = await self.conn.send("Ping", {})
+        if not reply.ok:
+            raise p.PabxError(Result.INTERNAL_ERROR, f"AMI Ping: {reply.get('Message')}")
+        return True
+
+    async def reconnect(self, devices: list[str]) -> list[str]:
+        """Log in again, install the gateway's dialplan, read every channel and queue member afresh."""
+        await self.conn.open()
+        self.lost_reason = ""
+        await self._install()
+        _, channels = await self.conn.list("CoreShowChannels")
+        _, members = await self.conn.list("QueueStatus")
+        self.tracker.load_channels(channels)
+        self.tracker.load_members(members)
+        refused = []
+        for device in devices:
+            try:
+                await self._check_device(device)
+                self.tracker.monitored.add(device)
+            except p.PabxUnavailable:
+                raise
+            except p.PabxError as e:
+                refused.append(device)
+                log.warning("%s: Asterisk does not know device %s (%s)", self.name, device, e.detail)
+        return refused
+
+    async def _install(self) -> None:
+        for context, exten, priority, app, data in installed_dialplan(self.o):
+            reply = await self.conn.send("DialplanExtensionAdd", {
+                "Context": context, "Extension": exten, "Priority": str(priority), "Application": app,
+                "ApplicationData": data, "Replace": "yes"})
+            if not reply.ok:
+                raise p.PabxError(Result.NOT_SUPPORTED_FEATURE,
+                                  f"AMI DialplanExtensionAdd {context},{exten},{priority}: {reply.get('Message')} "
+                                  f"(pbx_config must be loaded and the manager user needs write class 'system')")
+        self._installed = True
+
+    # ------------------------------------------------------------- events
+    def _emit(self, event: p.PabxEvent) -> None:
+        self._changed.set()
+        if self.trace.on:
+            self.trace(event.device, f"PABX event {event}")
+        self._on_event(event)
+
+    def _divert(self, c: Chan, number: str) -> None:
+        """Follow-me: a call rings at a device forwarded elsewhere; send its caller there."""
+        caller = self.tracker.chans.get(c.peer)
+        if caller is not None:
+            self._in_background(self._act("Redirect", {"Channel": caller.name, "Context": self.o.context,
+                                                       "Exten": number, "Priority": "1"}, Result.INVALID_OPTION))
+
+    def _in_background(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._changed.clear()
+            try:
+                async with asyncio.timeout(left):
+                    await self._changed.wait()
+            except TimeoutError:
+                return predicate()
+        return True
+
+    # ------------------------------------------------------------- requests
+    async def execute(self, req: p.Request) -> Any:
+        handler = _HANDLERS.get(type(req))
+        if handler is None:
+            raise p.PabxError(Result.NOT_SUPPORTED_FEATURE, f"{type(req).__name__} is not supported on Asterisk")
+        if not self.conn.connected:
+            raise p.PabxUnavailable(Result.OUT_OF_SERVICE, self.lost_reason or f"AMI {self.conn.where()} not connected")
+        return await handler(self, req)
+
+    async def _act(self, name: str, fields: dict[str, str], refusal: Result, device: str = "") -> Message:
+        """One action that must succeed; its Error becomes PabxError(refusal) saying what Asterisk said."""
+        if device and self.trace.on:
+            self.trace(device, f"AMI> {name} {fields}")
+        reply = await self.conn.send(name, fields)
+        if device and self.trace.on:
+            self.trace(device, f"AMI< {name} {reply.get('Response')} {reply.get('Message')}")
+        if not reply.ok:
+            message = reply.get("Message") or "refused"
+            code = Result.NOT_SUPPORTED_FEATURE if "ermission denied" in message else refusal
+            raise p.PabxError(code, f"AMI {name}: {message}")
+        return reply
+
+    async def _check_device(self, device: str) -> None:
+        if self.o.device_prefix == "PJSIP/":
+            reply = await self.conn.send("PJSIPShowEndpoint", {"Endpoint": device})
+            if not reply.ok:
+                raise p.PabxError(Result.INVALID_DEVICE, f"AMI PJSIPShowEndpoint {device}: {reply.get('Message')}")
+
+    def _chan(self, device: str, call_id: str = "", *states: str) -> Chan:
+        c = self.tracker.channel_for(device, call_id, *states)
+        if c is None:
+            raise p.PabxError(Result.INVALID_OPTION, f"{device} has no call{' ' + call_id if call_id else ''}")
+        return c
+
+    def _peer(self, c: Chan) -> Chan:
+        peer = self.tracker.chans.get(c.peer)
+        if peer is None:
+            raise p.PabxError(Result.INVALID_OPTION, f"{c.name} is talking to nobody the gateway can see")
+        return peer
+
+
+# ------------------------------------------------------- request handlers
+async def _monitor_start(drv: AsteriskDriver, r: p.MonitorStart):
+    await drv._check_device(r.device)
+    drv.tracker.monitored.add(r.device)
+
+
+async def _monitor_stop(drv: AsteriskDriver, r: p.MonitorStop):
+    drv.tracker.monitored.discard(r.device)
+
+
+async def _set_agent_state(drv: AsteriskDriver, r: p.SetAgentState):
+    t, o = drv.tracker, drv.o
+    interface = t.interface(r.device)
+    if r.state is p.AgentState.LOGGED_ON:
+        groups = r.groups or t.groups_of(r.device)
+        if not groups:
+            raise p.PabxError(Result.INVALID_GROUP_ID, "Logon without an ACD group: the queue is not known")
+        for group in groups:
+            reply = await drv.conn.send("QueueAdd", {"Queue": o.queue_of(group), "Interface": interface,
+                                                     "MemberName": r.agent_id, "Paused": "true",
+                                                     "Reason": LOGON_REASON})
+            if not reply.ok and "lready" not in reply.get("Message"):
+                raise p.PabxError(Result.INVALID_GROUP_ID, f"AMI QueueAdd {o.queue_of(group)}: {reply.get('Message')}")
+    elif r.state is p.AgentState.LOGGED_OFF:
+        queues = [o.queue_of(g) for g in r.groups] if r.groups else list(t.members.get(r.device, {}))
+        if not queues:
+            raise p.PabxError(Result.INVALID_USER, f"no agent is logged on {r.device}")
+        for queue in queues:
+            reply = await drv.conn.send("QueueRemove", {"Queue": queue, "Interface": interface})
+            if not reply.ok and "ot there" not in reply.get("Message"):
+                raise p.PabxError(Result.INVALID_GROUP_ID, f"AMI QueueRemove {queue}: {reply.get('Message')}")
+    else:
+        if not t.members.get(r.device):
+            raise p.PabxError(Result.INVALID_USER, f"no agent is logged on {r.device}")
+        paused = r.state is p.AgentState.NOT_READY
+        fields = {"Interface": interface, "Paused": "true" if paused else "false"}
+        if paused:
+            fields["Reason"] = getattr(r, "reason", "") or "pausa"
+        await drv._act("QueuePause", fields, Result.INVALID_USER, r.device)
+
+
+async def _agent_state(drv: AsteriskDriver, r: p.QueryAgentState) -> p.AgentInfo:
+    return drv.tracker.agent_of(r.device)
+
+
+async def _snapshot(drv: AsteriskDriver, r: p.SnapshotDevice) -> list[p.CallInfo]:
+    return drv.tracker.calls_of(r.device)
+
+
+async def _group_calls(drv: AsteriskDriver, r: p.QueryGroupCalls) -> list[p.GroupCall]:
+    queue = drv.o.queue_of(r.device)
+    reply, rows = await drv.conn.list("QueueStatus", {"Queue": queue})
+    if not reply.ok:
+        raise p.PabxError(Result.INVALID_GROUP_ID, f"AMI QueueStatus {queue}: {reply.get('Message')}")
+    entries = [m for m in rows if m.event == "QueueEntry"]
+    drv.tracker.queue_entries[queue] = {m.get("Uniqueid"): m for m in entries}
+    return drv.tracker.waiting(queue)
+
+
+async def _make_call(drv: AsteriskDriver, r: p.MakeCall) -> str:
+    call_id = f"smartcti-{uuid.uuid4().hex[:16]}"
+    drv.tracker.originates[call_id] = r.number
+    try:
+        await drv._act("Originate", {
+            "Channel": drv.tracker.interface(r.device), "Context": drv.o.context, "Exten": r.number, "Priority": "1",
+            "CallerID": f'"{r.device}" <{r.device}>', "Timeout": str(int(drv.o.originate_timeout * 1000)),
+            "Async": "true", "ChannelId": call_id}, Result.INVALID_DEVICE, r.device)
+    except p.PabxError:
+        drv.tracker.originates.pop(call_id, None)
+        raise
+    return call_id
+
+
+async def _answer(drv: AsteriskDriver, r: p.AnswerCall):
+    c = drv._chan(r.device, r.call_id, "delivered")
+    if c.reported != "delivered":
+        raise p.PabxError(Result.INVALID_OPTION, f"{r.device} has no call ringing")
+    reply = await drv.conn.send("PJSIPNotify", {"Endpoint": r.device, "Variable": "Event=talk"})
+    if not reply.ok:
+        raise p.PabxError(Result.NOT_SUPPORTED_FEATURE,
+                          f"Asterisk cannot ask the phone to answer ({reply.get('Message')}): answer on the phone")
+    if not await drv._until(lambda: c.reported != "delivered", drv.o.answer_wait):
+        raise p.PabxError(Result.NOT_SUPPORTED_FEATURE,
+                          f"the phone of {r.device} did not answer on request (it does not take the 'talk' NOTIFY): "
+                          f"answer on the phone")
+
+
+async def _clear(drv: AsteriskDriver, r: p.ClearConnection):
+    c = drv._chan(r.device, r.call_id)
+    if r.call_id and r.call_id in c.held:          # the held party of a consultation
+        held = drv.tracker.chans.get(c.held[r.call_id])
+        if held is not None:
+            await drv._act("Hangup", {"Channel": held.name}, Result.INVALID_CALL_ID, r.device)
+        return
+    await drv._act("Hangup", {"Channel": c.name}, Result.INVALID_CALL_ID, r.device)
+
+
+async def _hold(drv: AsteriskDriver, r: p.HoldCall):
+    c = drv._chan(r.device, r.call_id, "established")
+    if c.reported != "established":
+        raise p.PabxError(Result.INVALID_OPTION, f"{r.device} has no call to hold")
+    peer = drv._peer(c)
+    await drv._act("Redirect", {"Channel": peer.name, "Context": HOLD, "Exten": "s", "Priority": "1",
+                                "ExtraChannel": c.name, "ExtraContext": PARK, "ExtraExten": "s",
+                                "ExtraPriority": "1"}, Result.INVALID_OPTION, r.device)
+    drv.tracker.held_by_us(c, peer)
+
+
+async def _retrieve(drv: AsteriskDriver, r: p.RetrieveCall):
+    c = drv._chan(r.device, r.call_id, "held", "established", "originated", "ringing")
+    if c.reported == "held":
+        held = drv._peer(c)
+    elif c.held:                                   # consulting: back to the held call, the consultation ends
+        held = drv.tracker.chans.get(next(iter(c.held.values())))
+        if held is None:
+            raise p.PabxError(Result.NO_WAITING_CALL, f"{r.device} has no call on hold")
+        consulted = drv.tracker.chans.get(c.peer)
+        if consulted is not None and consulted.uniqueid != held.uniqueid:
+            await drv._act("Hangup", {"Channel": consulted.name}, Result.INVALID_OPTION, r.device)
+            await drv._until(lambda: consulted.uniqueid not in drv.tracker.chans, drv.timeout)
+    else:
+        raise p.PabxError(Result.NO_WAITING_CALL, f"{r.device} has no call on hold")
+    await drv._act("Bridge", {"Channel1": c.name, "Channel2": held.name, "Tone": "no"}, Result.NO_WAITING_CALL,
+                   r.device)
+    drv.tracker.retrieved_by_us(c, held)
+
+
+async def _consultation(drv: AsteriskDriver, r: p.ConsultationCall) -> str:
+    c = drv._chan(r.device, "", "established", "held")
+    if c.reported not in ("established", "held") or c.held:
+        raise p.PabxError(Result.INVALID_OPTION, f"{r.device} has no call to consult from")
+    peer = drv._peer(c)
+    call_id = f"{c.call_id}-c{len(drv.tracker.chans)}"
+    await drv._act("Setvar", {"Channel": c.name, "Variable": "SMARTCTI_DEVICE", "Value": r.device},
+                   Result.INVALID_OPTION, r.device)
+    if c.reported == "held":                       # already on hold: the agent's leg only goes dialling
+        await drv._act("Redirect", {"Channel": c.name, "Context": DIAL, "Exten": r.number, "Priority": "1"},
+                       Result.INVALID_PHONE_NUMBER, r.device)
+    else:
+        await drv._act("Redirect", {"Channel": peer.name, "Context": HOLD, "Exten": "s", "Priority": "1",
+                                    "ExtraChannel": c.name, "ExtraContext": DIAL, "ExtraExten": r.number,
+                                    "ExtraPriority": "1"}, Result.INVALID_PHONE_NUMBER, r.device)
+    drv.tracker.consulting(c, peer, call_id, r.number)
+    return call_id
+
+
+def _consult_parties(drv: AsteriskDriver, device: str) -> tuple[Chan, Chan, Chan]:
+    """(the agent's leg, the held party, the consulted party) of a consultation of ``device``."""
+    c = next((x for x in drv.tracker.channels_of(device) if x.held), None)
+    if c is None:
+        raise p.PabxError(Result.INVALID_OPTION, f"{device} has no consultation going on")
+    held = drv.tracker.chans.get(next(iter(c.held.values())))
+    other = drv.tracker.chans.get(c.peer)
+    if held is None or other is None or other is held:
+        raise p.PabxError(Result.INVALID_OPTION, f"{device} has no consultation going on")
+    return c, held, other
+
+
+async def _transfer(drv: AsteriskDriver, r: p.TransferCall):
+    c, held, other = _consult_parties(drv, r.device)
+    await drv._act("Bridge", {"Channel1": held.name, "Channel2": other.name, "Tone": "no"}, Result.INVALID_OPTION,
+                   r.device)
+    drv.tracker.transferred(c, held, other)
+    await drv._act("Hangup", {"Channel": c.name}, Result.INVALID_OPTION, r.device)
+
+
+async def _conference(drv: AsteriskDriver, r: p.ConferenceCall):
+    c, held, other = _consult_parties(drv, r.device)
+    drv._rooms += 1
+    room = f"{int(time.time()) % 100000:05d}{drv._rooms}"
+    await drv._act("Redirect", {"Channel": held.name, "Context": CONF, "Exten": room, "Priority": "1"},
+                   Result.INVALID_OPTION, r.device)
+    await drv._act("Redirect", {"Channel": c.name, "Context": CONF, "Exten": room, "Priority": "1",
+                                "ExtraChannel": other.name, "ExtraContext": CONF, "ExtraExten": room,
+                                "ExtraPriority": "1"}, Result.INVALID_OPTION, r.device)
+    drv.tracker.conferenced(c, held, other)
+
+
+async def _alternate(drv: AsteriskDriver, r: p.AlternateCall):
+    c, held, other = _consult_parties(drv, r.device)
+    await drv._act("Redirect", {"Channel": other.name, "Context": HOLD, "Exten": "s", "Priority": "1",
+                                "ExtraChannel": c.name, "ExtraContext": PARK, "ExtraExten": "s",
+                                "ExtraPriority": "1"}, Result.INVALID_OPTION, r.device)
+    await drv._act("Bridge", {"Channel1": c.name, "Channel2": held.name, "Tone": "no"}, Result.INVALID_OPTION,
+                   r.device)
+    drv.tracker.alternated(c, held, other)
+
+
+async def _single_step(drv: AsteriskDriver, r: p.SingleStepTransfer):
+    c = drv._chan(r.device, r.call_id, "established")
+    await drv._act("BlindTransfer", {"Channel": c.name, "Context": drv.o.context, "Exten": r.number},
+                   Result.INVALID_OPTION, r.device)
+
+
+async def _immediate(drv: AsteriskDriver, r: p.ImmediateTransfer):
+    c = drv._chan(r.device, r.call_id, "delivered", "established")
+    if c.reported == "delivered":                  # still ringing: its caller goes elsewhere at once
+        caller = drv._peer(c)
+        await drv._act("Redirect", {"Channel": caller.name, "Context": drv.o.context, "Exten": r.number,
+                                    "Priority": "1"}, Result.INVALID_PHONE_NUMBER, r.device)
+    else:
+        await drv._act("BlindTransfer", {"Channel": c.name, "Context": drv.o.context, "Exten": r.number},
+                       Result.INVALID_OPTION, r.device)
+
+
+async def _forward(drv: AsteriskDriver, r: p.SetForwarding):
+    """Follow-me: kept by the gateway (a call that rings the device goes to the number) and, for dialplans
+    that read it (FreePBX's), in AstDB as CFU/<device>."""
+    if r.number:
+        drv.forwarding[r.device] = r.number
+        await drv._act("DBPut", {"Family": "CFU", "Key": r.device, "Val": r.number}, Result.NOT_SUPPORTED_FEATURE)
+    else:
+        drv.forwarding.pop(r.device, None)
+        await drv.conn.send("DBDel", {"Family": "CFU", "Key": r.device})
+    drv.tracker.forwarding = drv.forwarding
+
+
+async def _start_recording(drv: AsteriskDriver, r: p.StartRecording):
+    c = drv._chan(r.device, r.call_id, "established")
+    name = _SAFE_FILE.sub("_", f"smartcti-{c.call_id}-{time.strftime('%Y%m%d-%H%M%S')}.wav")
+    path = f"{drv.o.recordings.rstrip('/')}/{name}" if drv.o.recordings else name
+    await drv._act("MixMonitor", {"Channel": c.name, "File": path}, Result.INVALID_OPTION, r.device)
+
+
+async def _stop_recording(drv: AsteriskDriver, r: p.StopRecording):
+    c = drv._chan(r.device, r.call_id, "established")
+    await drv._act("StopMixMonitor", {"Channel": c.name}, Result.INVALID_OPTION, r.device)
+
+
+async def _status(drv: AsteriskDriver, r: p.QuerySystemStatus):
+    await drv.keepalive()
+
+
+async def _version(drv: AsteriskDriver, r: p.QueryVersion) -> str:
+    reply = await drv._act("CoreSettings", {}, Result.INTERNAL_ERROR)
+    return f"Asterisk {reply.get('AsteriskVersion')} (AMI {reply.get('AMIversion') or drv.conn.version})"
+
+
+_HANDLERS: dict[type, Callable[..., Any]] = {
+    p.MonitorStart: _monitor_start,
+    p.MonitorStop: _monitor_stop,
+    p.SetAgentState: _set_agent_state,
+    p.QueryAgentState: _agent_state,
+    p.SnapshotDevice: _snapshot,
+    p.QueryGroupCalls: _group_calls,
+    p.MakeCall: _make_call,
+    p.AnswerCall: _answer,
+    p.ClearConnection: _clear,
+    p.HoldCall: _hold,
+    p.RetrieveCall: _retrieve,
+    p.ConsultationCall: _consultation,
+    p.TransferCall: _transfer,
+    p.ConferenceCall: _conference,
+    p.AlternateCall: _alternate,
+    p.SingleStepTransfer: _single_step,
+    p.ImmediateTransfer: _immediate,
+    p.SetForwarding: _forward,
+    p.StartRecording: _start_recording,
+    p.StopRecording: _stop_recording,
+    p.QuerySystemStatus: _status,
+    p.QueryVersion: _version,
+}
