@@ -45,6 +45,24 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return s.getsockname()[1]
 
 
+def _is_free(port: int, kind: int) -> bool:
+    with socket.socket(socket.AF_INET, kind) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_sip_port(avoid: set[int] = frozenset()) -> int:
+    """A port free for SIP over UDP and TCP, with the next one free for TLS (baresip binds all three)."""
+    while True:
+        port = free_port(socket.SOCK_DGRAM)
+        if port < 65000 and not ({port, port + 1} & set(avoid)) and _is_free(port, socket.SOCK_STREAM) \
+                and _is_free(port + 1, socket.SOCK_STREAM):
+            return port
+
+
 # ------------------------------------------------------------------ builds
 @dataclass(frozen=True)
 class Build:
@@ -393,7 +411,7 @@ class Phone:
         self.dir = self.lab.scratch / f"phone-{self.ext}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ctrl_port = free_port()
-        sip = free_port(socket.SOCK_DGRAM)
+        sip = free_sip_port({self.ctrl_port, self.lab.ami_port, self.lab.sip_port})
         (self.dir / "config").write_text(f"""sip_listen 127.0.0.1:{sip}
 audio_player aufile,/dev/null
 audio_source ausine,440

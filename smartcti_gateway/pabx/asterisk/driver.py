@@ -26,7 +26,7 @@ from .tracker import LOGON_REASON, Chan, Tracker
 
 log = logging.getLogger(__name__)
 
-HOLD, PARK, DIAL, CONF = "smartcti-hold", "smartcti-park", "smartcti-dial", "smartcti-conf"
+HOLD, PARK, DIAL, JOIN = "smartcti-hold", "smartcti-park", "smartcti-dial", "smartcti-join"
 
 
 def installed_dialplan(o: AsteriskOptions) -> list[tuple[str, str, int, str, str]]:
@@ -40,12 +40,11 @@ def installed_dialplan(o: AsteriskOptions) -> list[tuple[str, str, int, str, str
         (PARK, "s", 1, "Wait", "86400"),
         # the agent's leg dialling a consultation, as the agent: back to silence when it ends
         (DIAL, "_X.", 1, "Set", "CALLERID(all)=${SMARTCTI_DEVICE} <${SMARTCTI_DEVICE}>"),
-        (DIAL, "_X.", 2, "Dial", f"Local/${{EXTEN}}@{o.context},60"),
+        (DIAL, "_X.", 2, "Dial", f"Local/${{EXTEN}}@{o.context},60,g"),
         (DIAL, "_X.", 3, "Goto", f"{PARK},s,1"),
-        # three parties together
-        (CONF, "_X.", 1, "Answer", ""),
-        (CONF, "_X.", 2, "ConfBridge", "smartcti-${EXTEN}"),
-        (CONF, "_X.", 3, "Hangup", ""),
+        # a third party joining the bridge of two (a conference): BridgeAdd needs no confbridge.conf
+        (JOIN, "s", 1, "BridgeAdd", "${SMARTCTI_JOIN}"),
+        (JOIN, "s", 2, "Hangup", ""),
     ]
 
 
@@ -66,7 +65,6 @@ class AsteriskDriver(Driver):
                                   on_event=self.tracker.on_event, on_lost=self._lost, name=common.name)
         self.forwarding: dict[str, str] = {}
         self._changed = asyncio.Event()
-        self._rooms = 0
         self._installed = False
         self._background: set[asyncio.Task] = set()
         self.lost_reason = ""
@@ -227,6 +225,18 @@ class AsteriskDriver(Driver):
             raise p.PabxError(Result.INVALID_OPTION, f"{device} has no call{' ' + call_id if call_id else ''}")
         return c
 
+    async def _bridge(self, one: Chan, two: Chan, device: str) -> None:
+        """``Bridge`` the two. A channel that was running an application (Dial) when it was redirected
+        leaves it a moment later: until then Asterisk cannot add it, so it is asked again."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            reply = await self.conn.send("Bridge", {"Channel1": one.name, "Channel2": two.name, "Tone": "no"})
+            if reply.ok:
+                return
+            if "Unable to add" not in reply.get("Message") or time.monotonic() > deadline:
+                raise p.PabxError(Result.INVALID_OPTION, f"AMI Bridge: {reply.get('Message')}")
+            await asyncio.sleep(0.05)
+
     def _peer(self, c: Chan) -> Chan:
         peer = self.tracker.chans.get(c.peer)
         if peer is None:
@@ -356,8 +366,7 @@ async def _retrieve(drv: AsteriskDriver, r: p.RetrieveCall):
             await drv._until(lambda: consulted.uniqueid not in drv.tracker.chans, drv.timeout)
     else:
         raise p.PabxError(Result.NO_WAITING_CALL, f"{r.device} has no call on hold")
-    await drv._act("Bridge", {"Channel1": c.name, "Channel2": held.name, "Tone": "no"}, Result.NO_WAITING_CALL,
-                   r.device)
+    await drv._bridge(c, held, r.device)
     drv.tracker.retrieved_by_us(c, held)
 
 
@@ -369,14 +378,19 @@ async def _consultation(drv: AsteriskDriver, r: p.ConsultationCall) -> str:
     call_id = f"{c.call_id}-c{len(drv.tracker.chans)}"
     await drv._act("Setvar", {"Channel": c.name, "Variable": "SMARTCTI_DEVICE", "Value": r.device},
                    Result.INVALID_OPTION, r.device)
-    if c.reported == "held":                       # already on hold: the agent's leg only goes dialling
-        await drv._act("Redirect", {"Channel": c.name, "Context": DIAL, "Exten": r.number, "Priority": "1"},
-                       Result.INVALID_PHONE_NUMBER, r.device)
-    else:
-        await drv._act("Redirect", {"Channel": peer.name, "Context": HOLD, "Exten": "s", "Priority": "1",
-                                    "ExtraChannel": c.name, "ExtraContext": DIAL, "ExtraExten": r.number,
-                                    "ExtraPriority": "1"}, Result.INVALID_PHONE_NUMBER, r.device)
+    was_held = c.reported == "held"
     drv.tracker.consulting(c, peer, call_id, r.number)
+    try:
+        if was_held:                               # already on hold: the agent's leg only goes dialling
+            await drv._act("Redirect", {"Channel": c.name, "Context": DIAL, "Exten": r.number, "Priority": "1"},
+                           Result.INVALID_PHONE_NUMBER, r.device)
+        else:
+            await drv._act("Redirect", {"Channel": peer.name, "Context": HOLD, "Exten": "s", "Priority": "1",
+                                        "ExtraChannel": c.name, "ExtraContext": DIAL, "ExtraExten": r.number,
+                                        "ExtraPriority": "1"}, Result.INVALID_PHONE_NUMBER, r.device)
+    except p.PabxError:
+        drv.tracker.not_consulting(c, call_id)
+        raise
     return call_id
 
 
@@ -394,21 +408,21 @@ def _consult_parties(drv: AsteriskDriver, device: str) -> tuple[Chan, Chan, Chan
 
 async def _transfer(drv: AsteriskDriver, r: p.TransferCall):
     c, held, other = _consult_parties(drv, r.device)
-    await drv._act("Bridge", {"Channel1": held.name, "Channel2": other.name, "Tone": "no"}, Result.INVALID_OPTION,
-                   r.device)
+    await drv._bridge(held, other, r.device)
     drv.tracker.transferred(c, held, other)
     await drv._act("Hangup", {"Channel": c.name}, Result.INVALID_OPTION, r.device)
 
 
 async def _conference(drv: AsteriskDriver, r: p.ConferenceCall):
+    """The consulted party waits, the device and the held party are bridged, the consulted one joins them."""
     c, held, other = _consult_parties(drv, r.device)
-    drv._rooms += 1
-    room = f"{int(time.time()) % 100000:05d}{drv._rooms}"
-    await drv._act("Redirect", {"Channel": held.name, "Context": CONF, "Exten": room, "Priority": "1"},
+    await drv._act("Setvar", {"Channel": other.name, "Variable": "SMARTCTI_JOIN", "Value": c.name},
                    Result.INVALID_OPTION, r.device)
-    await drv._act("Redirect", {"Channel": c.name, "Context": CONF, "Exten": room, "Priority": "1",
-                                "ExtraChannel": other.name, "ExtraContext": CONF, "ExtraExten": room,
-                                "ExtraPriority": "1"}, Result.INVALID_OPTION, r.device)
+    await drv._act("Redirect", {"Channel": other.name, "Context": HOLD, "Exten": "s", "Priority": "1"},
+                   Result.INVALID_OPTION, r.device)
+    await drv._bridge(c, held, r.device)
+    await drv._act("Redirect", {"Channel": other.name, "Context": JOIN, "Exten": "s", "Priority": "1"},
+                   Result.INVALID_OPTION, r.device)
     drv.tracker.conferenced(c, held, other)
 
 
@@ -417,8 +431,7 @@ async def _alternate(drv: AsteriskDriver, r: p.AlternateCall):
     await drv._act("Redirect", {"Channel": other.name, "Context": HOLD, "Exten": "s", "Priority": "1",
                                 "ExtraChannel": c.name, "ExtraContext": PARK, "ExtraExten": "s",
                                 "ExtraPriority": "1"}, Result.INVALID_OPTION, r.device)
-    await drv._act("Bridge", {"Channel1": c.name, "Channel2": held.name, "Tone": "no"}, Result.INVALID_OPTION,
-                   r.device)
+    await drv._bridge(c, held, r.device)
     drv.tracker.alternated(c, held, other)
 
 

@@ -62,7 +62,14 @@ class Chan:
     originated: bool = False     # made by our Originate: its first ring is the agent's own pick-up
     reported: str = ""           # the last state told to the core
     held: dict[str, str] = field(default_factory=dict)   # call id -> uniqueid of the party held by us
+    held_dialling: dict[str, str] = field(default_factory=dict)   # call id -> what it dialled, if it did
     gone: bool = False           # left by a transfer: its hang-up is not news
+
+    @property
+    def remote(self) -> str:
+        """The other party's number on a called channel: its connected line (its own CallerID may be the
+        device's own number on a PJSIP endpoint)."""
+        return self.connected or self.caller
 
 
 @dataclass
@@ -157,11 +164,20 @@ class Tracker:
             c.reported = "delivered"
             peer = self.chans.get(c.peer)
             internal = peer is not None and bool(peer.device) and peer.device != c.device
-            self._call_event(E.DELIVERED, c, calling=c.caller, called=c.dnis or c.exten, group=c.group,
+            self._call_event(E.DELIVERED, c, calling=c.remote, called=c.dnis or c.exten, group=c.group,
                              direction=Direction.INTERNAL if internal else Direction.INBOUND)
         elif c.state == "Up" and c.reported == "delivered":
             c.reported = "established"
-            self._call_event(E.ESTABLISHED, c, calling=c.caller, called=c.dnis or c.exten)
+            self._call_event(E.ESTABLISHED, c, calling=c.remote, called=c.dnis or c.exten)
+
+    def _local_origin(self, c: Chan) -> Chan:
+        """A Local channel's ``;2`` half dials for its ``;1`` half: the call is the ``;1``'s."""
+        if c.name.startswith("Local/") and c.name.endswith(";2"):
+            one = c.name[:-1] + "1"
+            for other in self.chans.values():
+                if other.name == one:
+                    return other
+        return c
 
     def _far(self, caller: Chan, dest: Chan | None) -> str:
         """The party a device's outbound call reaches: its device, or the number dialled."""
@@ -176,8 +192,9 @@ class Tracker:
         if caller is None:        # Originate dialling the device itself
             return
         caller.peer, dest.peer = dest.uniqueid, caller.uniqueid
-        dest.call_id = caller.call_id
-        dest.dnis = caller.dialling or caller.exten
+        source = self._local_origin(caller)
+        dest.call_id = source.call_id
+        dest.dnis = source.dialling or source.dnis or caller.exten
         if self.mine(caller):
             caller.dialling = caller.dialling or caller.exten
             if caller.reported in ("", "initiated"):
@@ -231,7 +248,7 @@ class Tracker:
             self._clear(c)
 
     def _clear(self, c: Chan) -> None:
-        calling, called = (c.device, c.dialling) if c.dialling else (c.caller, c.dnis or c.exten)
+        calling, called = (c.device, c.dialling) if c.dialling else (c.remote, c.dnis or c.exten)
         self._call_event(E.CONNECTION_CLEARED, c, calling=calling, called=called)
         c.reported = ""
 
@@ -346,16 +363,18 @@ class Tracker:
             del c.held[consulting]
             if c.reported and c.call_id != consulting:
                 self._clear(c)                   # the consultation's own leg
-            c.call_id, c.dialling = consulting, ""
+            c.call_id, c.dialling = consulting, c.held_dialling.pop(consulting, "")
         c.peer, held.peer = held.uniqueid, c.uniqueid
         c.reported = "established"
         self._call_event(E.RETRIEVED, c)
 
     def consulting(self, c: Chan, held: Chan, call_id: str, number: str) -> None:
-        """``c`` leaves its call (``held`` waits) to dial ``number``: a new call ``call_id``."""
+        """``c`` leaves its call (``held`` waits) to dial ``number``: a new call ``call_id``. Told before the
+        Redirect is sent: the dialling's events may come before its answer."""
         if c.reported != "held":
             self._call_event(E.HELD, c)
         c.held[c.call_id] = held.uniqueid
+        c.held_dialling[c.call_id] = c.dialling
         c.call_id, c.dialling, c.reported, c.peer = call_id, number, "initiated", ""
         self._call_event(E.SERVICE_INITIATED, c, calling=c.device, called=number, direction=Direction.OUTBOUND)
 
@@ -367,22 +386,23 @@ class Tracker:
         self.emit(CallEvent(E.CONNECTION_CLEARED, c.device, held_call))   # the core knows its numbers
         c.call_id, c.dialling, c.reported = held_call, "", ""
         c.held.clear()
+        c.held_dialling.clear()
         c.gone = True
         held.peer, other.peer = other.uniqueid, held.uniqueid
         if self.mine(other):
             other.call_id = held.call_id
             other.dnis = held.dnis or held.exten
+            other.connected, other.group = held.caller, c.group or held.group
             other.reported = "established"
             self.emit(CallEvent(E.TRANSFERRED, other.device, held.call_id, calling=held.caller,
-                                called=held.dnis or held.exten, old_call_id=consult_call,
-                                other_device=other.device, group=held.group))
+                                called=other.dnis, old_call_id=consult_call, group=other.group))
 
     def conferenced(self, c: Chan, held: Chan, other: Chan) -> None:
         """The three are together in one conference, which carries the held call's id."""
         (held_call,) = c.held
         consult_call = c.call_id
         c.held.clear()
-        c.call_id, c.reported = held_call, "established"
+        c.call_id, c.reported, c.dialling = held_call, "established", c.held_dialling.pop(held_call, "")
         self.emit(CallEvent(E.CONFERENCED, c.device, held_call, old_call_id=consult_call))
         if self.mine(other):
             other.call_id = held_call
@@ -391,11 +411,22 @@ class Tracker:
     def alternated(self, c: Chan, held: Chan, other: Chan) -> None:
         """The consulted party waits now, and the device talks to the one that was held."""
         (held_call,) = c.held
-        active = c.call_id
+        active, active_dialling = c.call_id, c.dialling
         c.held = {active: other.uniqueid}
         self._call_event(E.HELD, c)
         c.call_id, c.peer, c.reported = held_call, held.uniqueid, "established"
+        c.dialling = c.held_dialling.pop(held_call, "")
+        c.held_dialling[active] = active_dialling
         self._call_event(E.RETRIEVED, c)
+
+    def not_consulting(self, c: Chan, call_id: str) -> None:
+        """The Redirect of a consultation was refused: ``c`` is back on its held call."""
+        held_call = next(iter(c.held), None)
+        if held_call is None or c.call_id != call_id:
+            return
+        c.call_id, c.dialling = held_call, c.held_dialling.pop(held_call, "")
+        c.peer = c.held.pop(held_call)
+        c.reported = "held"
 
     # ------------------------------------------------------- snapshots in
     def load_channels(self, rows: list[Message]) -> None:
@@ -462,7 +493,7 @@ class Tracker:
                 out.append(CallInfo(c.call_id, state, calling=c.device, called=c.dialling, other_devices=others,
                                     direction=Direction.OUTBOUND))
             else:
-                out.append(CallInfo(c.call_id, state, calling=c.caller, called=c.dnis or c.exten,
+                out.append(CallInfo(c.call_id, state, calling=c.remote, called=c.dnis or c.exten,
                                     other_devices=others, group=c.group, direction=Direction.INBOUND))
             for call_id, held_uid in c.held.items():
                 held = self.chans.get(held_uid)
