@@ -35,7 +35,10 @@ HOW_TO_GET_PHONES = "no baresip: apt-get install baresip-core (scripts/test inst
 
 EXTENSIONS = ("2001", "2002", "2003", "2004")
 QUEUES = {"vendas": ("7001",), "suporte": ("7002",)}      # queue -> the numbers that reach it from outside
+# support pauses an agent who lets a call ring out (queues.conf autopause), and rings for 3 s only
+QUEUE_OPTIONS = {"vendas": "timeout = 15\n", "suporte": "timeout = 3\nautopause = yes\n"}
 AMI_USER, AMI_SECRET = "smartcti", "lab-secret-7f3a"
+AMI_READ, AMI_WRITE = "call,agent", "system,call,agent,originate"   # the gateway's user: docs/asterisk.md
 OUTSIDE_BUSY, OUTSIDE_NO_ANSWER = "4833330000", "4833339999"
 
 
@@ -134,10 +137,11 @@ def baresip() -> str | None:
 class Ami:
     """A blocking AMI client for the tests: actions, and every event kept in order."""
 
-    def __init__(self, port: int, user: str = AMI_USER, secret: str = AMI_SECRET, timeout: float = 10.0):
+    def __init__(self, port: int, user: str = "lab", secret: str = AMI_SECRET, timeout: float = 10.0):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.file = self.sock.makefile("rb")
         self.banner = self.file.readline().decode().strip()
+        self.sock.settimeout(None)           # the reader waits for events as long as it takes
         self.events: list[dict[str, str]] = []
         self._responses: dict[str, list[dict[str, str]]] = {}
         self._cond = threading.Condition()
@@ -246,10 +250,9 @@ remove_existing = yes
     queues = "".join(f"""
 [{q}]
 strategy = leastrecent
-timeout = 15
 retry = 1
 ringinuse = no
-""" for q in QUEUES)
+{QUEUE_OPTIONS.get(q, "")}""" for q in QUEUES)
     incoming = "".join(f"exten => {number},1,Answer()\n same => n,Queue({q})\n same => n,Hangup()\n"
                        for q, numbers in QUEUES.items() for number in numbers)
     return {
@@ -277,6 +280,14 @@ port = {lab.ami_port}
 bindaddr = 127.0.0.1
 
 [{AMI_USER}]
+secret = {AMI_SECRET}
+; the least classes docs/asterisk.md asks for: the lab proves they are enough
+read = {AMI_READ}
+write = {AMI_WRITE}
+deny = 0.0.0.0/0.0.0.0
+permit = 127.0.0.1/255.255.255.255
+
+[lab]
 secret = {AMI_SECRET}
 read = all
 write = all
@@ -343,7 +354,7 @@ class Lab:
         env = dict(os.environ)
         if self.build.libs is not None:
             env["LD_LIBRARY_PATH"] = str(self.build.libs)
-        self.out = open(self.scratch / "log" / "console.log", "wb")
+        self.out = open(self.scratch / "log" / "console.log", "ab")
         self.proc = subprocess.Popen([str(self.build.binary), "-f", "-C", str(self.scratch / "etc" / "asterisk.conf")],
                                      stdin=subprocess.DEVNULL, stdout=self.out, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
@@ -373,11 +384,15 @@ class Lab:
         for phone in list(self.phones.values()):
             phone.stop()
         self.phones.clear()
+        self.stop_asterisk()
+
+    def stop_asterisk(self, sig: int = signal.SIGTERM) -> None:
+        """Asterisk only: the phones stay (their contacts are kept in Asterisk's AstDB)."""
         if self.ami is not None:
             self.ami.close()
             self.ami = None
         if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, sig)
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
@@ -385,6 +400,37 @@ class Lab:
                 self.proc.wait(5)
         if getattr(self, "out", None) is not None:
             self.out.close()
+            self.out = None
+
+    def restart(self, sig: int = signal.SIGKILL) -> None:
+        """Asterisk dies (kill -9 by default: no goodbye to the AMI clients) and starts again, same ports."""
+        self.stop_asterisk(sig)
+        self.start()
+
+    # state
+    def channels(self) -> list[dict[str, str]]:
+        return self.ami.list_action("CoreShowChannels", "CoreShowChannelsComplete")
+
+    def members(self) -> list[dict[str, str]]:
+        return [m for m in self.ami.list_action("QueueStatus", "QueueStatusComplete") if m.get("Event") == "QueueMember"]
+
+    def reset(self, timeout: float = 10.0) -> None:
+        """Every call hung up, every queue member removed, no follow-me: a clean lab for the next test."""
+        for m in self.members():
+            self.ami.action("QueueRemove", Queue=m["Queue"], Interface=m.get("Location") or m.get("Interface", ""))
+        self.ami.action("DBDelTree", Family="CFU")
+        deadline = time.monotonic() + timeout
+        while True:
+            chans = self.channels()
+            if not chans:
+                break
+            for c in chans:
+                self.ami.action("Hangup", Channel=c["Channel"])
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"channels left after the test: {[c['Channel'] for c in chans]}")
+            time.sleep(0.1)
+        for phone in self.phones.values():
+            phone.settle()
 
     # the outside world
     def outside_call(self, number: str, caller: str = "4832810000", wait: int = 600) -> dict[str, str]:
@@ -406,6 +452,7 @@ class Phone:
     auto_answer: bool = False
     proc: subprocess.Popen | None = None
     events: list[dict] = field(default_factory=list)
+    _offered: int = 0            # events before this index hold no call still to be picked up
 
     def start(self, timeout: float = 15.0) -> "Phone":
         self.dir = self.lab.scratch / f"phone-{self.ext}"
@@ -440,6 +487,7 @@ ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}
         while True:
             try:
                 self.sock = socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=5)
+                self.sock.settimeout(None)   # the reader waits for events as long as it takes
                 break
             except OSError:
                 if time.monotonic() > deadline or self.proc.poll() is not None:
@@ -495,20 +543,28 @@ ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}
                 self._cond.wait(left)
             return self._responses[before]
 
-    def wait_event(self, kind: str, timeout: float = 10.0, since: int = 0) -> dict:
+    def wait_event(self, kind: str, timeout: float = 10.0, since: int = 0) -> tuple[int, dict]:
+        """The first event of ``kind`` from index ``since`` of ``events``, and its index."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                for e in self.events[since:]:
-                    if e.get("type") == kind:
-                        return e
+                for i in range(since, len(self.events)):
+                    if self.events[i].get("type") == kind:
+                        return i, self.events[i]
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"baresip {self.ext}: no {kind}; got {[e.get('type') for e in self.events]}")
                 self._cond.wait(left)
 
-    def accept(self) -> dict:
-        self.wait_event("CALL_INCOMING")
+    def ringing(self, timeout: float = 10.0) -> dict:
+        """The next call offered to the phone (each one is taken once)."""
+        i, event = self.wait_event("CALL_INCOMING", timeout, self._offered)
+        self._offered = i + 1
+        return event
+
+    def accept(self, timeout: float = 10.0) -> dict:
+        """Pick up the next call offered, waiting until it rings."""
+        self.ringing(timeout)
         return self.command("accept")
 
     def dial(self, number: str) -> dict:
@@ -516,6 +572,11 @@ ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}
 
     def hangup(self) -> dict:
         return self.command("hangup")
+
+    def settle(self) -> None:
+        """Forget calls offered and never picked up (the next test starts with none)."""
+        with self._cond:
+            self._offered = len(self.events)
 
     def stop(self) -> None:
         try:

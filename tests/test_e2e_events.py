@@ -9,7 +9,8 @@ import pytest
 from smartcti_gateway.core.notify import EVENT_PARAMS
 from smartcti_gateway.sim.protheus.eventing import start_protheus_simulator
 
-from .support import RunningGateway, free_port, simulated_config, wait_for
+from .support import (RunningGateway, agent_ready, device_events, free_port, in_service, mark, names, params,
+                      simulated_config, wait_device, wait_for)
 
 ANI, DNIS = "4832810000", "7001"
 
@@ -19,52 +20,6 @@ def gw():
     g = RunningGateway(simulated_config())
     yield g
     g.close()
-
-
-def device_events(gw, device, since=0):
-    return [e for e in gw.events(since) if e["params"].get("CDEVICE") == device]
-
-
-def names(events):
-    return [e["method"] for e in events]
-
-
-def wait_device(gw, device, expected, since=0, timeout=5.0):
-    """Wait until ``device`` has received exactly the event names ``expected`` after ``since``."""
-    def done():
-        got = device_events(gw, device, since)
-        return got if len(got) >= len(expected) else None
-    try:
-        got = wait_for(done, timeout, what=f"{expected} at {device}")
-    except AssertionError:
-        raise AssertionError(f"{device} received {names(device_events(gw, device, since))}, expected {expected}")
-    assert names(got) == expected, names(got)
-    return got
-
-
-def mark(gw) -> int:
-    events = gw.events()
-    return events[-1]["seq"] if events else 0
-
-
-def in_service(gw, *devices):
-    for d in devices:
-        assert gw.code("AgentInService", device=d, ipaddress=gw.events_url) == 0
-    for d in devices:
-        wait_device(gw, d, ["INSERVICE"])
-    return mark(gw)
-
-
-def agent_ready(gw, device="2001", agent="1234", groups="701"):
-    since = mark(gw)
-    assert gw.code("Logon", device=device, agentID=agent, groupID=groups) == 0
-    assert gw.code("Ready", device=device, agentID="", groupID="") == 0
-    wait_device(gw, device, ["LOGGEDON", "READY"], since)
-    return mark(gw)
-
-
-def params(event):
-    return event["params"]
 
 
 # ------------------------------------------------------------------ wire

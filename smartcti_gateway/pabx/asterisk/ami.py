@@ -50,7 +50,8 @@ class Message:
 
     @property
     def is_response(self) -> bool:
-        return "Response" in self.fields
+        """An action's answer. Some events carry a Response too (OriginateResponse): they are events."""
+        return "Response" in self.fields and "Event" not in self.fields
 
     @property
     def ok(self) -> bool:

@@ -17,20 +17,28 @@ from .ami import AmiProtocolError, Message, Parser, action
 
 log = logging.getLogger(__name__)
 
-# the event classes the gateway reads (Login's Events): calls, queues and agents, and FullyBooted
-EVENT_CLASSES = "call,agent,system"
+# the event classes the gateway reads (Login's Events): calls, and queues with their members
+EVENT_CLASSES = "call,agent"
+
+
+def event_filter(events: list[str]) -> str:
+    """A ``Filter`` regex (POSIX ERE, matched by Asterisk against the event's text, which begins with
+    its ``Event:`` line) that lets only ``events`` through: the rest never leave Asterisk."""
+    return "^Event: (" + "|".join(sorted(events)) + ")[[:space:]]"
 
 
 class AmiConnection:
     def __init__(self, host: str, port: int, username: str, secret: str, *, timeout: float,
                  on_event: Callable[[Message], None], on_lost: Callable[[str], None] = lambda reason: None,
-                 name: str = "asterisk"):
+                 name: str = "asterisk", events: list[str] | None = None):
         self.host, self.port, self.username = host, port, username
         self._secret = secret
         self.timeout = timeout
         self.on_event = on_event
         self.on_lost = on_lost
         self.name = name
+        self.events = events         # the only events wanted: a Filter after the login; None = all
+        self.filtered = False        # Asterisk accepted the Filter
         self.version = ""            # AMI version of the banner
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -68,6 +76,15 @@ class AmiConnection:
                                   f"AMI {self.where()} refused the login of user {self.username!r} "
                                   f"({reply.get('Message') or 'no reason given'}): check username and secret, and "
                                   f"that manager.conf permits this address")
+        if self.events:
+            await self._filter()
+
+    async def _filter(self) -> None:
+        reply = await self.send("Filter", {"Operation": "Add", "Filter": event_filter(self.events)})
+        self.filtered = reply.ok
+        if not reply.ok:      # Login's Events still narrows what comes to the classes
+            log.info("%s: Asterisk refused the AMI event filter (%s); every event of the classes %s will be read",
+                     self.name, reply.get("Message") or "no reason given", EVENT_CLASSES)
 
     async def close(self, goodbye: bool = False) -> None:
         if goodbye and self.connected:

@@ -4,7 +4,7 @@ neutral events. docs/asterisk.md says what each SmartCTI operation does on Aster
 Hold, retrieve, consultation, alternate, transfer and conference are done on the server, so they
 work with any phone: the held party waits in a context of the gateway's own (music on hold), the
 agent's leg in another (silence) or dialling the consultation; ``Bridge`` joins two waiting parties,
-``ConfBridge`` three. That dialplan is installed over AMI at every connect and removed at close: a
+``BridgeAdd`` a third to them (a conference). That dialplan is installed over AMI at every connect and removed at close: a
 site adds nothing to its own.
 """
 from __future__ import annotations
@@ -62,7 +62,8 @@ class AsteriskDriver(Driver):
         self.tracker = Tracker(o.device_prefix, o.group_of, self._emit)
         self.tracker.divert = self._divert
         self.conn = AmiConnection(o.host, o.port, o.username, o.secret, timeout=common.timeout,
-                                  on_event=self.tracker.on_event, on_lost=self._lost, name=common.name)
+                                  on_event=self.tracker.on_event, on_lost=self._lost, name=common.name,
+                                  events=Tracker.events())
         self.forwarding: dict[str, str] = {}
         self._changed = asyncio.Event()
         self._installed = False

@@ -64,6 +64,7 @@ class Chan:
     held: dict[str, str] = field(default_factory=dict)   # call id -> uniqueid of the party held by us
     held_dialling: dict[str, str] = field(default_factory=dict)   # call id -> what it dialled, if it did
     gone: bool = False           # left by a transfer: its hang-up is not news
+    awaiting_dial: bool = False  # rings, but the DialBegin naming its caller has not come yet
 
     @property
     def remote(self) -> str:
@@ -88,6 +89,7 @@ class Tracker:
         self.chans: dict[str, Chan] = {}
         self.members: dict[str, dict[str, Member]] = {}     # device -> queue -> member
         self.originates: dict[str, str] = {}                 # our Originate's channel id -> number
+        self.unanswered: dict[str, Chan] = {}                # hung up before its OriginateResponse came
         self.queue_entries: dict[str, dict[str, Message]] = {}   # queue -> caller uniqueid -> QueueCallerJoin
         self.forwarding: dict[str, str] = {}                 # device -> follow-me number
         self.divert: Callable[[Chan, str], None] = lambda chan, number: None
@@ -110,6 +112,11 @@ class Tracker:
         return c is not None and c.device in self.monitored
 
     # ----------------------------------------------------------- events in
+    @classmethod
+    def events(cls) -> list[str]:
+        """The AMI events the tracker reads: the gateway asks Asterisk for these only."""
+        return sorted(name[4:] for name in dir(cls) if name.startswith("_on_"))
+
     def on_event(self, m: Message) -> None:
         handler = getattr(self, "_on_" + m.event, None)
         if handler is not None:
@@ -142,6 +149,8 @@ class Tracker:
 
     def _on_Newchannel(self, m: Message) -> None:
         c = self._chan(m)
+        if c is not None and c.name.startswith("Local/") and c.name.endswith(";1"):
+            self._consultation_leg(c)
         if not self.mine(c):
             return
         if c.originated:          # MakeCall: the agent's phone is called first; for SmartCTI it is going off-hook
@@ -157,26 +166,61 @@ class Tracker:
         if not self.mine(c) or c.originated or c.dialling:
             return
         if c.state == "Ringing" and not c.reported:
-            if c.device in self.forwarding:     # follow-me: the caller is sent on, the device never rings
-                c.gone = True
-                self.divert(c, self.forwarding[c.device])
+            if not c.peer:            # rings before Dial/Queue said who calls (threads race): wait for DialBegin
+                c.awaiting_dial = True
                 return
-            c.reported = "delivered"
-            peer = self.chans.get(c.peer)
-            internal = peer is not None and bool(peer.device) and peer.device != c.device
-            self._call_event(E.DELIVERED, c, calling=c.remote, called=c.dnis or c.exten, group=c.group,
-                             direction=Direction.INTERNAL if internal else Direction.INBOUND)
-        elif c.state == "Up" and c.reported == "delivered":
+            self._offered(c)
+        elif c.state == "Up" and (c.reported == "delivered" or c.awaiting_dial):
+            if c.awaiting_dial:       # rang with no DialBegin at all (an Originate of the device by someone else)
+                self._offered(c)
             c.reported = "established"
             self._call_event(E.ESTABLISHED, c, calling=c.remote, called=c.dnis or c.exten)
 
+    def _offered(self, c: Chan) -> None:
+        """``c``, a device's channel, rings: Delivered, or follow-me sends its caller on."""
+        c.awaiting_dial = False
+        if c.device in self.forwarding:     # follow-me: the caller is sent on, the device never rings
+            c.gone = True
+            self.divert(c, self.forwarding[c.device])
+            return
+        c.reported = "delivered"
+        peer = self.chans.get(c.peer)
+        internal = peer is not None and bool(peer.device) and peer.device != c.device
+        self._call_event(E.DELIVERED, c, calling=c.remote, called=c.dnis or c.exten, group=c.group,
+                         direction=Direction.INTERNAL if internal else Direction.INBOUND)
+
+    def _consultation_leg(self, local: Chan) -> None:
+        """A Local channel made by the Dial of a consultation we started carries the consultation's id at
+        once: its other half may ring the consulted party before that Dial's DialBegin is told."""
+        for c in self.chans.values():
+            if c.linkedid == local.linkedid and c.held and c.reported == "initiated" and not c.peer and self.mine(c):
+                local.call_id = c.call_id
+                return
+
+    def _half(self, c: Chan) -> Chan | None:
+        """The other half of a Local channel (``;1`` <-> ``;2``)."""
+        if not c.name.startswith("Local/") or c.name[-2:] not in (";1", ";2"):
+            return None
+        other = c.name[:-1] + ("2" if c.name.endswith(";1") else "1")
+        return next((x for x in self.chans.values() if x.name == other), None)
+
     def _local_origin(self, c: Chan) -> Chan:
         """A Local channel's ``;2`` half dials for its ``;1`` half: the call is the ``;1``'s."""
-        if c.name.startswith("Local/") and c.name.endswith(";2"):
-            one = c.name[:-1] + "1"
-            for other in self.chans.values():
-                if other.name == one:
-                    return other
+        if c.name.endswith(";2"):
+            return self._half(c) or c
+        return c
+
+    def far_end(self, c: Chan) -> Chan:
+        """Who is really at the end of ``c``: through a Local channel not yet optimised away (a consultation
+        dials ``Local/<number>@context``), the party its other half talks to."""
+        seen = set()
+        while c.uniqueid not in seen:
+            seen.add(c.uniqueid)
+            half = self._half(c)
+            beyond = self.chans.get(half.peer) if half is not None else None
+            if beyond is None:
+                break
+            c = beyond
         return c
 
     def _far(self, caller: Chan, dest: Chan | None) -> str:
@@ -195,6 +239,8 @@ class Tracker:
         source = self._local_origin(caller)
         dest.call_id = source.call_id
         dest.dnis = source.dialling or source.dnis or caller.exten
+        if dest.awaiting_dial and self.mine(dest):
+            self._offered(dest)
         if self.mine(caller):
             caller.dialling = caller.dialling or caller.exten
             if caller.reported in ("", "initiated"):
@@ -226,14 +272,17 @@ class Tracker:
     def _on_OriginateResponse(self, m: Message) -> None:
         uid = m.get("Uniqueid")
         number = self.originates.pop(uid, None)
+        gone = self.unanswered.pop(uid, None)
         if number is None or m.get("Response") == "Success":
+            if gone is not None:
+                self._clear(gone)
             return
         c = self.chans.get(uid)
-        device = c.device if c is not None else self.device_of(m.get("Channel"))
+        device = c.device if c is not None else (gone.device if gone is not None else self.device_of(m.get("Channel")))
         if device in self.monitored:
             cause = ORIGINATE_FAILURES.get(m.get("Reason"), Result.INVALID_DEVICE)
             self.emit(CallEvent(E.FAILED, device, uid, calling=device, called=number, cause=cause))
-            if c is None:         # no channel was ever made: nothing will hang up
+            if c is None:         # hung up already, or no channel was ever made: nothing else will clear it
                 self.emit(CallEvent(E.CONNECTION_CLEARED, device, uid, calling=device, called=number))
 
     def _on_Hangup(self, m: Message) -> None:
@@ -241,6 +290,10 @@ class Tracker:
         if c is None:
             return
         del self.chans[c.uniqueid]
+        if c.uniqueid in self.originates and c.reported == "initiated":
+            # the agent's phone never took our Originate: OriginateResponse, which follows, says why
+            self.unanswered[c.uniqueid] = c
+            return
         self.originates.pop(c.uniqueid, None)
         if self.mine(c) and c.reported and not c.gone:
             for held in list(c.held):
@@ -389,6 +442,7 @@ class Tracker:
         c.held_dialling.clear()
         c.gone = True
         held.peer, other.peer = other.uniqueid, held.uniqueid
+        other = self.far_end(other)
         if self.mine(other):
             other.call_id = held.call_id
             other.dnis = held.dnis or held.exten
@@ -404,6 +458,7 @@ class Tracker:
         c.held.clear()
         c.call_id, c.reported, c.dialling = held_call, "established", c.held_dialling.pop(held_call, "")
         self.emit(CallEvent(E.CONFERENCED, c.device, held_call, old_call_id=consult_call))
+        other = self.far_end(other)
         if self.mine(other):
             other.call_id = held_call
             self.emit(CallEvent(E.CONFERENCED, other.device, held_call, old_call_id=consult_call))
@@ -433,6 +488,7 @@ class Tracker:
         """CoreShowChannels after a (re)connect: the channels as they are now, nothing else kept."""
         before = self.chans
         self.chans = {}
+        self.unanswered.clear()       # their OriginateResponse was lost with the connection: the resync clears them
         for row in rows:
             c = self._chan(row)
             if c is None:

@@ -1,0 +1,436 @@
+"""The call-centre scenario on a real Asterisk (each build of ../shared/asterisk) with real SIP phones.
+
+Protheus is the simulated SmartCTIWSEventing; the PABX is Asterisk with a stock-looking dialplan (the
+phones' context, an outside line, two queues: tests/asterisk_lab.py); the agents' phones are baresip.
+Each test drives SmartCTI commands as Protheus sends them and the phones as the agents use them, and
+checks, per device, the events Protheus received: the same sequences as on Dígitro
+(tests/test_e2e_events.py, docs/events.md). The lab is reset between tests.
+"""
+from __future__ import annotations
+
+import pytest
+
+from smartcti_gateway.core.notify import EVENT_PARAMS
+
+from .asterisk_lab import (AMI_SECRET, AMI_USER, EXTENSIONS, HOW_TO_GET_ONE, HOW_TO_GET_PHONES, OUTSIDE_BUSY, Lab,
+                           baresip, builds)
+from .support import RunningGateway, device_events, in_service, mark, names, params, wait_device, wait_for
+
+BUILDS = builds()
+ANI, DNIS = "4832810000", "7001"
+LINK = "2"
+CALL_WAIT = 15.0        # s for anything that goes through a phone
+
+
+@pytest.fixture(scope="module", params=BUILDS or [None], ids=lambda b: f"asterisk-{b.name}" if b else "none")
+def lab(request):
+    if request.param is None:
+        pytest.skip(HOW_TO_GET_ONE)
+    if baresip() is None:
+        pytest.skip(HOW_TO_GET_PHONES)
+    lab = Lab(request.param).start()
+    try:
+        for ext in EXTENSIONS:
+            lab.phone(ext)
+        yield lab
+    finally:
+        lab.stop()
+
+
+def config(lab: Lab, **pabx) -> dict:
+    return {"listen": "127.0.0.1:0", "links": [{"link_id": int(LINK), "pabx": {
+        "driver": "asterisk", "host": "127.0.0.1", "port": lab.ami_port, "username": AMI_USER, "secret": AMI_SECRET,
+        "queues": {"701": "vendas", "702": "suporte"}, "timeout": 5, "answer_wait": 0.3, **pabx}}]}
+
+
+@pytest.fixture
+def gw(lab):
+    g = RunningGateway(config(lab))
+    try:
+        yield g
+    finally:
+        g.close()
+        lab.reset()
+
+
+def wait(gw, device, expected, since):
+    return wait_device(gw, device, expected, since, timeout=CALL_WAIT)
+
+
+def agent_ready(gw, device="2001", agent="1234", group="701") -> int:
+    since = mark(gw)
+    assert gw.code("Logon", device=device, agentID=agent, groupID=group) == 0
+    assert gw.code("Ready", device=device, agentID="", groupID="") == 0
+    wait(gw, device, ["LOGGEDON", "READY"], since)
+    return since
+
+
+def customer_on(gw, lab, device="2001", number=DNIS) -> tuple[str, int]:
+    """An outside caller reaches the queue of ``number``; ``device``'s agent picks up on the phone.
+    Answer is asked first, as Protheus' button does: baresip does not take the 'talk' NOTIFY (21)."""
+    since = mark(gw)
+    lab.outside_call(number, ANI)
+    ringing, = wait(gw, device, ["RINGING"], since)
+    assert gw.code("Answer", device=device) == 21
+    lab.phones[device].accept()
+    wait(gw, device, ["RINGING", "ANSWERED"], since)
+    return params(ringing)["CALLID"], since
+
+
+def bridged(lab: Lab, *channel_prefixes: str) -> bool:
+    """Whether channels starting with these names share one bridge in Asterisk."""
+    bridges = {}
+    for c in lab.channels():
+        if c.get("BridgeId"):
+            bridges.setdefault(c["BridgeId"], []).append(c["Channel"])
+    return any(all(any(ch.startswith(p) for ch in chans) for p in channel_prefixes) for chans in bridges.values())
+
+
+def application_of(lab: Lab, prefix: str) -> str:
+    return next((c.get("Application", "") for c in lab.channels() if c["Channel"].startswith(prefix)), "")
+
+
+# ------------------------------------------------------------------ the link
+def test_link_up_with_the_least_manager_classes_and_the_event_filter(gw, lab):
+    """The lab's manager user has only the classes docs/asterisk.md asks for; Asterisk sends only the
+    events the gateway reads; the gateway's dialplan is in place, and the version is Asterisk's."""
+    assert gw.code("SystemStatus") == 0 and gw.code("selfTest") == 0
+    versions = "\n".join(gw.run(gw.gateway.versions()))     # smartcti-gateway --version's report
+    assert f"link 2 (" in versions and f"PABX Asterisk {lab.version()} (AMI " in versions, versions
+    driver = gw.link(int(LINK)).driver
+    assert gw.in_loop(lambda: driver.conn.filtered) is True
+    contexts = {e.get("Context") for e in lab.ami.list_action("ShowDialPlan", "ShowDialPlanComplete")}
+    assert {"smartcti-hold", "smartcti-park", "smartcti-dial", "smartcti-join"} <= contexts
+    before, seen = gw.in_loop(lambda: driver.events_received), len(lab.ami.events)
+    lab.ami.action("UserEvent", UserEvent="NotForTheGateway")
+    lab.ami.action("Originate", Channel="Local/4830000001@outside", Application="Wait", Data="0.2", Async="true")
+    lab.ami.wait_event(lambda e: e.get("Event") == "Hangup" and e.get("Channel", "").endswith(";2"), since=seen)
+    # the lab's own user reads everything (Newexten, VarSet, UserEvent...); the gateway, the call events it uses
+    wait_for(lambda: gw.in_loop(lambda: driver.events_received) - before >= 4, 5, what="the call's events")
+    got, everything = gw.in_loop(lambda: driver.events_received) - before, len(lab.ami.events) - seen
+    assert got < everything / 2, (got, everything)
+
+
+def test_the_gateways_dialplan_leaves_with_it(lab):
+    g = RunningGateway(config(lab))
+    try:
+        assert g.code("SystemStatus") == 0
+    finally:
+        g.close()
+    contexts = {e.get("Context") for e in lab.ami.list_action("ShowDialPlan", "ShowDialPlanComplete")}
+    assert not {c for c in contexts if c and c.startswith("smartcti-")}, contexts
+
+
+def test_a_wrong_secret_says_so_in_one_line_and_never_shows_the_secret(lab, caplog):
+    wrong = "not-the-secret-93b1"
+    g = RunningGateway(config(lab, secret=wrong, keepalive=0.5, grace=0), starting=True)
+    try:
+        wait_for(lambda: g.code("SystemStatus") == 22, 10, what="SystemStatus down")
+        lines = [r.getMessage() for r in caplog.records if "refused the login" in r.getMessage()]
+        assert lines and f"user {AMI_USER!r}" in lines[0] and "check username and secret" in lines[0]
+        status, page, _ = g.http("GET", "/status")
+        _, metrics, _ = g.http("GET", "/metrics")
+        everything = "\n".join(r.getMessage() for r in caplog.records).encode() + page + metrics
+        assert wrong.encode() not in everything and AMI_SECRET.encode() not in everything
+    finally:
+        g.close()
+
+
+# ------------------------------------------------------------------ agents
+def test_agent_logon_ready_pause_logoff_are_queue_membership(gw, lab):
+    since = in_service(gw, "2001")
+    assert gw.code("queryAgentState", cDevice="2001") == 25
+    assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+    wait(gw, "2001", ["LOGGEDON"], since)
+    (member,) = lab.members()
+    assert (member["Queue"], member["Location"], member["Name"], member["Paused"]) == ("vendas", "PJSIP/2001", "1234",
+                                                                                       "1")
+    assert gw.code("queryAgentState", cDevice="2001") == 26
+    assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
+    assert gw.code("queryAgentState", cDevice="2001") == 28
+    assert gw.code("NotReady", device="2001", agentID="", groupID="") == 0
+    assert gw.code("queryAgentState", cDevice="2001") == 30
+    assert lab.members()[0]["Paused"] == "1"
+    # the supervisor takes the pause off at the Asterisk side: Protheus is told
+    lab.ami.action("QueuePause", Interface="PJSIP/2001", Paused="false")
+    wait(gw, "2001", ["LOGGEDON", "READY", "NOTREADY", "READY"], since)
+    assert gw.code("Logoff", device="2001", agentID="", groupID="") == 0
+    got = wait(gw, "2001", ["LOGGEDON", "READY", "NOTREADY", "READY", "LOGGEDOFF"], since)
+    assert all(params(e)["CAGENTID"] == "1234" for e in got)
+    assert params(got[0])["CGROUPID"] == "701"
+    assert lab.members() == [] and gw.code("queryAgentState", cDevice="2001") == 25
+
+
+def test_the_queue_pauses_an_agent_who_lets_a_call_ring_out(gw, lab):
+    since = in_service(gw, "2004")
+    agent_ready(gw, "2004", "4321", "702")
+    lab.outside_call("7002", ANI)
+    lab.phones["2004"].ringing()       # and nobody picks up: suporte rings 3 s, then autopause
+    # app_queue pauses the member before it hangs up the ring (rna() runs at the ring timeout)
+    got = wait(gw, "2004", ["LOGGEDON", "READY", "RINGING", "NOTREADY", "CONNECTIONCLEARED"], since)
+    assert params(got[2])["DNIS"] == "7002" and params(got[3])["CGROUPID"] == "702"
+    assert gw.code("queryAgentState", cDevice="2004") == 30
+
+
+# ------------------------------------------------------------------ calls
+def test_inbound_queue_call_pops_is_answered_and_cleared(gw, lab):
+    in_service(gw, "2001")
+    since = agent_ready(gw)
+    lab.outside_call(DNIS, ANI)
+    ringing, = wait(gw, "2001", ["RINGING"], since + 2)
+    call_id = params(ringing)["CALLID"]
+    assert ringing["order"] == ["CDEVICE", "ILINKID", *EVENT_PARAMS["RINGING"]]
+    assert params(ringing) == {"CDEVICE": "2001", "ILINKID": LINK, "CALLID": call_id, "ANI": ANI, "DNIS": DNIS,
+                               "ASSOCIATEDDATA": f"3|{ANI}", "CALLTYPE": "1"}
+    assert gw.call("GetInfoChamAtiv", cDevice="2001") == f"CMD#INFOCHAMATIV#0#2001#{call_id}#-#{ANI}#{DNIS}#701#-#-#-"
+    assert gw.code("Answer", device="2001") == 21          # baresip cannot be told to answer: the agent picks up
+    lab.phones["2001"].accept()
+    wait(gw, "2001", ["RINGING", "ANSWERED"], since + 2)
+    assert bridged(lab, "PJSIP/2001-", "Local/7001@incoming")
+    assert gw.code("queryAgentState", cDevice="2001") == 29
+    assert gw.code("ConnectionClear", device="2001", CallID="") == 0
+    got = wait(gw, "2001", ["RINGING", "ANSWERED", "CONNECTIONCLEARED"], since + 2)
+    for ev in got[1:]:
+        assert params(ev) == {"CDEVICE": "2001", "ILINKID": LINK, "CALLID": call_id, "ANI": ANI, "DNIS": DNIS}
+    wait_for(lambda: gw.call("GetInfoChamAtiv", cDevice="2001") == "CMD#INFOCHAMATIV#11#2001", 5, what="no call")
+
+
+def test_the_customer_hanging_up_clears_the_call(gw, lab):
+    in_service(gw, "2001")
+    agent_ready(gw)
+    call_id, since = customer_on(gw, lab)
+    lab.ami.action("Hangup", Channel="/^Local\\/7001@incoming-.*;1$/")
+    got = wait(gw, "2001", ["RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
+    assert params(got[-1])["CALLID"] == call_id and params(got[-1])["ANI"] == ANI
+
+
+def test_hold_plays_music_to_the_customer_and_retrieve_brings_them_back(gw, lab):
+    in_service(gw, "2001")
+    agent_ready(gw)
+    call_id, since = customer_on(gw, lab)
+    assert gw.code("Hold", device="2001") == 0
+    wait(gw, "2001", ["RINGING", "ANSWERED", "HELD"], since)
+    wait_for(lambda: application_of(lab, "Local/7001@incoming-") in ("MusicOnHold", "Wait") and
+             not bridged(lab, "PJSIP/2001-", "Local/7001@incoming"), 5, what="the customer waiting alone")
+    assert gw.code("Retrieve", device="2001") == 0
+    got = wait(gw, "2001", ["RINGING", "ANSWERED", "HELD", "RETRIEVE"], since)
+    assert {params(e)["CALLID"] for e in got} == {call_id}
+    wait_for(lambda: bridged(lab, "PJSIP/2001-", "Local/7001@incoming"), 5, what="talking again")
+    assert gw.code("Retrieve", device="2001") == 19
+
+
+def test_consultation_and_transfer(gw, lab):
+    in_service(gw, "2001", "2002")
+    agent_ready(gw)
+    original, since = customer_on(gw, lab)
+    assert gw.code("Consultation", device="2001", deviceTo="2002", Route="") == 0
+    ring2, = wait(gw, "2002", ["RINGING"], since)
+    consult = params(ring2)["CALLID"]
+    # a colleague's consultation: no customer screen at 2002 (smartcti.md §10.6)
+    assert consult != original and params(ring2)["ANI"] == "2001" and params(ring2)["CALLTYPE"] == "2"
+    lab.phones["2002"].accept()
+    wait(gw, "2001", ["RINGING", "ANSWERED", "HELD", "SERVICEINITIATED", "ORIGINATED", "RINGING", "ANSWERED"], since)
+    assert gw.code("Transfer", device="2001") == 0
+    got1 = wait(gw, "2001", ["RINGING", "ANSWERED", "HELD", "SERVICEINITIATED", "ORIGINATED", "RINGING",
+                             "ANSWERED", "CONNECTIONCLEARED", "CONNECTIONCLEARED"], since)
+    assert [params(e)["CALLID"] for e in got1] == [original] * 3 + [consult] * 5 + [original]
+    got2 = wait(gw, "2002", ["RINGING", "ANSWERED", "CONNECTIONCLEARED", "RINGING", "ANSWERED"], since)
+    assert [params(e)["CALLID"] for e in got2] == [consult, consult, consult, original, original]
+    # 2002 now has the customer: its screen pops with the customer's data
+    assert params(got2[3]) == {"CDEVICE": "2002", "ILINKID": LINK, "CALLID": original, "ANI": ANI, "DNIS": DNIS,
+                               "ASSOCIATEDDATA": f"3|{ANI}", "CALLTYPE": "1"}
+    wait_for(lambda: bridged(lab, "PJSIP/2002-", "Local/7001@incoming") and
+             not any(c["Channel"].startswith("PJSIP/2001-") for c in lab.channels()), 5, what="customer with 2002")
+    assert gw.call("GetInfoChamAtiv", cDevice="2002").startswith(f"CMD#INFOCHAMATIV#0#2002#{original}#-#{ANI}#")
+
+
+def test_consultation_then_retrieve_ends_the_consultation(gw, lab):
+    in_service(gw, "2001", "2002")
+    agent_ready(gw)
+    original, since = customer_on(gw, lab)
+    assert gw.code("Consultation", device="2001", deviceTo="2002", Route="") == 0
+    lab.phones["2002"].accept()
+    wait(gw, "2002", ["RINGING", "ANSWERED"], since)
+    assert gw.code("Retrieve", device="2001") == 0
+    got = wait(gw, "2001", ["RINGING", "ANSWERED", "HELD", "SERVICEINITIATED", "ORIGINATED", "RINGING", "ANSWERED",
+                            "CONNECTIONCLEARED", "RETRIEVE"], since)
+    assert params(got[-1])["CALLID"] == original
+    wait(gw, "2002", ["RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
+    wait_for(lambda: bridged(lab, "PJSIP/2001-", "Local/7001@incoming"), 5, what="the agent with the customer again")
+
+
+def test_consultation_and_conference(gw, lab):
+    in_service(gw, "2001", "2002")
+    agent_ready(gw)
+    original, since = customer_on(gw, lab)
+    assert gw.code("Consultation", device="2001", deviceTo="2002", Route="") == 0
+    lab.phones["2002"].accept()
+    wait(gw, "2001", ["RINGING", "ANSWERED", "HELD", "SERVICEINITIATED", "ORIGINATED", "RINGING", "ANSWERED"], since)
+    assert gw.code("Conference", device="2001") == 0
+    got = wait(gw, "2001", ["RINGING", "ANSWERED", "HELD", "SERVICEINITIATED", "ORIGINATED", "RINGING",
+                            "ANSWERED", "RETRIEVE"], since)
+    assert params(got[-1])["CALLID"] == original
+    wait_for(lambda: bridged(lab, "PJSIP/2001-", "PJSIP/2002-", "Local/7001@incoming"), 5, what="three in a bridge")
+    # the agent leaves; the colleague stays with the customer until the customer hangs up
+    assert gw.code("ConnectionClear", device="2001", CallID="") == 0
+    wait(gw, "2001", names(got) + ["CONNECTIONCLEARED"], since)
+    wait_for(lambda: bridged(lab, "PJSIP/2002-", "Local/7001@incoming"), 5, what="the colleague with the customer")
+    lab.ami.action("Hangup", Channel="/^Local\\/7001@incoming-.*;1$/")
+    got2 = wait(gw, "2002", ["RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
+    assert params(got2[0])["CALLTYPE"] == "2"
+
+
+def test_alternate_swaps_the_held_and_the_consulted(gw, lab):
+    in_service(gw, "2001", "2002")
+    agent_ready(gw)
+    original, since = customer_on(gw, lab)
+    assert gw.code("Consultation", device="2001", deviceTo="2002", Route="") == 0
+    consult = params(wait(gw, "2002", ["RINGING"], since)[0])["CALLID"]
+    lab.phones["2002"].accept()
+    start = ["RINGING", "ANSWERED", "HELD", "SERVICEINITIATED", "ORIGINATED", "RINGING", "ANSWERED"]
+    wait(gw, "2001", start, since)
+    assert gw.code("Alternate", device="2001") == 0
+    got = wait(gw, "2001", start + ["HELD", "RETRIEVE"], since)
+    assert [params(e)["CALLID"] for e in got[-2:]] == [consult, original]
+    wait_for(lambda: bridged(lab, "PJSIP/2001-", "Local/7001@incoming"), 5, what="back with the customer")
+    assert gw.code("Alternate", device="2001") == 0
+    got = wait(gw, "2001", start + ["HELD", "RETRIEVE", "HELD", "RETRIEVE"], since)
+    assert [params(e)["CALLID"] for e in got[-2:]] == [original, consult]
+    wait_for(lambda: bridged(lab, "PJSIP/2001-", "PJSIP/2002-"), 5, what="back with the colleague")
+
+
+def test_make_call_answered_then_cleared(gw, lab):
+    since = in_service(gw, "2003")
+    number = "4833334444"
+    assert gw.code("MakeCall", device="2003", telephoneNumber=number) == 0
+    lab.phones["2003"].accept()       # Originate rings the agent's own phone first
+    got = wait(gw, "2003", ["SERVICEINITIATED", "ORIGINATED", "RINGING", "ANSWERED"], since)
+    assert len({params(e)["CALLID"] for e in got}) == 1
+    assert all((params(e)["ANI"], params(e)["DNIS"]) == ("2003", number) for e in got)
+    assert params(got[2])["CALLTYPE"] == "2"
+    assert gw.code("ConnectionClear", device="2003", CallID="") == 0
+    wait(gw, "2003", ["SERVICEINITIATED", "ORIGINATED", "RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
+
+
+def test_make_call_to_a_busy_number_fails_with_cause_10(gw, lab):
+    since = in_service(gw, "2003")
+    assert gw.code("MakeCall", device="2003", telephoneNumber=OUTSIDE_BUSY) == 0
+    lab.phones["2003"].accept()
+    got = wait(gw, "2003", ["SERVICEINITIATED", "ORIGINATED", "CALLFAILURE", "CONNECTIONCLEARED"], since)
+    failure = got[2]
+    assert failure["order"] == ["CDEVICE", "ILINKID", "CALLID", "ANI", "DNIS", "CAUSE"]
+    assert (params(failure)["CAUSE"], params(failure)["DNIS"]) == ("10", OUTSIDE_BUSY)
+
+
+def test_make_call_the_agent_does_not_pick_up(gw, lab):
+    g = RunningGateway(config(lab, originate_timeout=5))
+    try:
+        since = in_service(g, "2003")
+        assert g.code("MakeCall", device="2003", telephoneNumber="4833334444") == 0
+        lab.phones["2003"].ringing()
+        got = wait(g, "2003", ["SERVICEINITIATED", "CALLFAILURE", "CONNECTIONCLEARED"], since)
+        assert params(got[1])["CAUSE"] == "11"
+    finally:
+        g.close()
+
+
+def test_a_call_dialled_on_the_phone_to_a_colleague(gw, lab):
+    since = in_service(gw, "2001", "2002")
+    lab.phones["2001"].dial("2002")
+    ring2, = wait(gw, "2002", ["RINGING"], since)
+    assert (params(ring2)["ANI"], params(ring2)["DNIS"], params(ring2)["CALLTYPE"]) == ("2001", "2002", "2")
+    lab.phones["2002"].accept()
+    got1 = wait(gw, "2001", ["SERVICEINITIATED", "ORIGINATED", "RINGING", "ANSWERED"], since)
+    assert {params(e)["CALLID"] for e in got1} == {params(ring2)["CALLID"]}
+    wait(gw, "2002", ["RINGING", "ANSWERED"], since)
+    lab.phones["2002"].hangup()
+    wait(gw, "2001", names(got1) + ["CONNECTIONCLEARED"], since)
+    wait(gw, "2002", ["RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
+
+
+def test_one_step_transfer_sends_the_customer_to_a_colleague(gw, lab):
+    in_service(gw, "2001", "2002")
+    agent_ready(gw)
+    original, since = customer_on(gw, lab)
+    assert gw.code("OneStepCallTransfer", device="2001", deviceTo="2002") == 0
+    wait(gw, "2001", ["RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
+    ring2, = wait(gw, "2002", ["RINGING"], since)
+    assert (params(ring2)["CALLID"], params(ring2)["ANI"], params(ring2)["CALLTYPE"]) == (original, ANI, "1")
+    lab.phones["2002"].accept()
+    wait(gw, "2002", ["RINGING", "ANSWERED"], since)
+    wait_for(lambda: bridged(lab, "PJSIP/2002-", "Local/7001@incoming"), 5, what="customer with 2002")
+
+
+def test_immediate_transfer_of_a_ringing_call(gw, lab):
+    in_service(gw, "2001", "2002")
+    since = agent_ready(gw)
+    lab.outside_call(DNIS, ANI)
+    wait(gw, "2001", ["RINGING"], since + 2)
+    assert gw.code("ImmediateTransfer", device="2001", deviceTo="2002") == 0
+    wait(gw, "2001", ["RINGING", "CONNECTIONCLEARED"], since + 2)
+    ring2, = wait(gw, "2002", ["RINGING"], since)
+    assert (params(ring2)["ANI"], params(ring2)["CALLTYPE"]) == (ANI, "1")
+
+
+def test_redirect_is_follow_me_to_another_number(gw, lab):
+    in_service(gw, "2001", "2003")
+    since = agent_ready(gw)
+    assert gw.code("Redirect", device="2001", deviceTo="2003") == 0
+    assert lab.ami.action("DBGet", Family="CFU", Key="2001").get("Response") == "Success"
+    lab.outside_call(DNIS, ANI)
+    ring3, = wait(gw, "2003", ["RINGING"], since)
+    assert params(ring3)["ANI"] == ANI
+    lab.phones["2003"].accept()
+    wait(gw, "2003", ["RINGING", "ANSWERED"], since)
+    assert names(device_events(gw, "2001", since + 2)) == []      # 2001 never rang
+    assert gw.code("Redirect", device="2001", deviceTo="") == 0
+    assert lab.ami.action("DBGet", Family="CFU", Key="2001").get("Response") == "Error"
+
+
+def test_recording_file_carries_the_call_id(gw, lab):
+    in_service(gw, "2001")
+    agent_ready(gw)
+    call_id, _ = customer_on(gw, lab)
+    seen = len(lab.ami.events)
+    assert gw.code("StartRec", device="2001") == 0
+    start = lab.ami.wait_event(lambda e: e.get("Event") == "MixMonitorStart", since=seen)
+    assert start["Channel"].startswith("PJSIP/2001-")
+    monitor = lab.scratch / "spool" / "monitor"
+    (rec,) = wait_for(lambda: [f for f in monitor.iterdir() if call_id in f.name], 5, what="a recording of the call")
+    assert rec.name.startswith(f"smartcti-{call_id}-") and rec.suffix == ".wav"
+    # the phone's audio goes in (16-bit 8 kHz: 16,000 bytes a second after the 44 of the header)
+    wait_for(lambda: rec.stat().st_size > 44 + 8000, 10, what="half a second of the call recorded")
+    seen = len(lab.ami.events)
+    assert gw.code("StopRec", device="2001") == 0
+    stop = lab.ami.wait_event(lambda e: e.get("Event") == "MixMonitorStop", since=seen)
+    assert stop["Channel"].startswith("PJSIP/2001-")
+
+
+def test_get_call_list_shows_the_callers_waiting_in_the_queue(gw, lab):
+    in_service(gw, "2001")
+    assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0      # logged on, not ready
+    assert gw.call("GetCallList", groupID="701") == ""
+    lab.outside_call(DNIS, "4899990001")
+    wait_for(lambda: "4899990001" in gw.call("GetCallList", groupID="701"), 10, what="the first one waiting")
+    lab.outside_call(DNIS, "4899990002")
+    wait_for(lambda: gw.call("GetCallList", groupID="701").count("4899990") == 2, 10, what="two waiting")
+    listing = gw.call("GetCallList", groupID="701")
+    assert listing.index("4899990001") < listing.index("4899990002"), listing     # oldest first
+
+
+def test_asterisk_restart_is_resynchronised(gw, lab):
+    """Asterisk dies with a call up and an agent ready: after it is back, Protheus hears the call ended
+    and the agent logged off (the queue members were not persistent)."""
+    in_service(gw, "2001")
+    agent_ready(gw)
+    call_id, since = customer_on(gw, lab)
+    lab.restart()
+    # the core corrects the agent first, then the calls (notify.Notifier.resync)
+    got = wait(gw, "2001", ["RINGING", "ANSWERED", "LOGGEDOFF", "CONNECTIONCLEARED"], since)
+    assert params(got[3])["CALLID"] == call_id
+    wait_for(lambda: gw.code("SystemStatus") == 0, 15, what="link up again")
+    assert gw.code("queryAgentState", cDevice="2001") == 25
+    # and it serves again: the agent logs on and takes the next call
+    since = agent_ready(gw)
+    lab.outside_call(DNIS, ANI)
+    wait(gw, "2001", ["LOGGEDON", "READY", "RINGING"], since)
