@@ -325,6 +325,8 @@ exten => _X.,1,Ringing()
         "queues.conf": "[general]\npersistentmembers = no\n" + queues,
         "musiconhold.conf": f"[default]\nmode = files\ndirectory = {s}/moh\n",
         "rtp.conf": "[general]\nrtpstart = 30000\nrtpend = 40000\n",
+        # the feature code of an attended transfer made by the agent (the lab plays it with Atxfer)
+        "features.conf": "[general]\n[featuremap]\natxfer => *2\n",
     }
 
 

@@ -8,15 +8,21 @@ checks, per device, the events Protheus received: the same sequences as on Dígi
 """
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 import pytest
 
 from smartcti_gateway.core.notify import EVENT_PARAMS
+from smartcti_gateway.pabx.asterisk.tracker import Tracker
 
 from .asterisk_lab import (AMI_SECRET, AMI_USER, EXTENSIONS, HOW_TO_GET_ONE, HOW_TO_GET_PHONES, OUTSIDE_BUSY, Lab,
                            baresip, builds)
 from .support import RunningGateway, device_events, in_service, mark, names, params, wait_device, wait_for
 
 BUILDS = builds()
+FIXTURES = Path(__file__).parent / "fixtures" / "ami"
 ANI, DNIS = "4832810000", "7001"
 LINK = "2"
 CALL_WAIT = 15.0        # s for anything that goes through a phone
@@ -86,6 +92,20 @@ def bridged(lab: Lab, *channel_prefixes: str) -> bool:
     return any(all(any(ch.startswith(p) for ch in chans) for p in channel_prefixes) for chans in bridges.values())
 
 
+def keep_stream(lab: Lab, name: str, since: int, originate: tuple[str, str] | None = None) -> None:
+    """With SMARTCTI_RECORD_AMI=1, the AMI events the gateway reads from ``since`` on are written to
+    tests/fixtures/ami/<name>.ast<build>.json: the unit tests replay them without Asterisk.
+    ``originate`` = (ChannelId, number) of the gateway's own Originate, kept as a first pseudo-event."""
+    if not os.environ.get("SMARTCTI_RECORD_AMI"):
+        return
+    wanted = set(Tracker.events())
+    events = [e for e in lab.ami.events[since:] if e.get("Event") in wanted]
+    if originate:
+        events.insert(0, {"Event": "_GatewayOriginate", "ChannelId": originate[0], "Number": originate[1]})
+    FIXTURES.mkdir(parents=True, exist_ok=True)
+    (FIXTURES / f"{name}.ast{lab.build.name}.json").write_text(json.dumps(events, indent=1) + "\n")
+
+
 def application_of(lab: Lab, prefix: str) -> str:
     return next((c.get("Application", "") for c in lab.channels() if c["Channel"].startswith(prefix)), "")
 
@@ -139,6 +159,7 @@ def test_a_wrong_secret_says_so_in_one_line_and_never_shows_the_secret(lab, capl
 # ------------------------------------------------------------------ agents
 def test_agent_logon_ready_pause_logoff_are_queue_membership(gw, lab):
     since = in_service(gw, "2001")
+    seen = len(lab.ami.events)
     assert gw.code("queryAgentState", cDevice="2001") == 25
     assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
     wait(gw, "2001", ["LOGGEDON"], since)
@@ -159,10 +180,12 @@ def test_agent_logon_ready_pause_logoff_are_queue_membership(gw, lab):
     assert all(params(e)["CAGENTID"] == "1234" for e in got)
     assert params(got[0])["CGROUPID"] == "701"
     assert lab.members() == [] and gw.code("queryAgentState", cDevice="2001") == 25
+    keep_stream(lab, "agent_states", seen)
 
 
 def test_the_queue_pauses_an_agent_who_lets_a_call_ring_out(gw, lab):
     since = in_service(gw, "2004")
+    seen = len(lab.ami.events)
     agent_ready(gw, "2004", "4321", "702")
     lab.outside_call("7002", ANI)
     lab.phones["2004"].ringing()       # and nobody picks up: suporte rings 3 s, then autopause
@@ -170,11 +193,13 @@ def test_the_queue_pauses_an_agent_who_lets_a_call_ring_out(gw, lab):
     got = wait(gw, "2004", ["LOGGEDON", "READY", "RINGING", "NOTREADY", "CONNECTIONCLEARED"], since)
     assert params(got[2])["DNIS"] == "7002" and params(got[3])["CGROUPID"] == "702"
     assert gw.code("queryAgentState", cDevice="2004") == 30
+    keep_stream(lab, "queue_autopause", seen)
 
 
 # ------------------------------------------------------------------ calls
 def test_inbound_queue_call_pops_is_answered_and_cleared(gw, lab):
     in_service(gw, "2001")
+    seen = len(lab.ami.events)
     since = agent_ready(gw)
     lab.outside_call(DNIS, ANI)
     ringing, = wait(gw, "2001", ["RINGING"], since + 2)
@@ -193,15 +218,18 @@ def test_inbound_queue_call_pops_is_answered_and_cleared(gw, lab):
     for ev in got[1:]:
         assert params(ev) == {"CDEVICE": "2001", "ILINKID": LINK, "CALLID": call_id, "ANI": ANI, "DNIS": DNIS}
     wait_for(lambda: gw.call("GetInfoChamAtiv", cDevice="2001") == "CMD#INFOCHAMATIV#11#2001", 5, what="no call")
+    keep_stream(lab, "queue_call_answered_cleared", seen)
 
 
 def test_the_customer_hanging_up_clears_the_call(gw, lab):
     in_service(gw, "2001")
     agent_ready(gw)
+    seen = len(lab.ami.events)
     call_id, since = customer_on(gw, lab)
     lab.ami.action("Hangup", Channel="/^Local\\/7001@incoming-.*;1$/")
     got = wait(gw, "2001", ["RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
     assert params(got[-1])["CALLID"] == call_id and params(got[-1])["ANI"] == ANI
+    keep_stream(lab, "queue_call_customer_hangs_up", seen)
 
 
 def test_hold_plays_music_to_the_customer_and_retrieve_brings_them_back(gw, lab):
@@ -301,6 +329,7 @@ def test_alternate_swaps_the_held_and_the_consulted(gw, lab):
 
 def test_make_call_answered_then_cleared(gw, lab):
     since = in_service(gw, "2003")
+    seen = len(lab.ami.events)
     number = "4833334444"
     assert gw.code("MakeCall", device="2003", telephoneNumber=number) == 0
     lab.phones["2003"].accept()       # Originate rings the agent's own phone first
@@ -310,32 +339,38 @@ def test_make_call_answered_then_cleared(gw, lab):
     assert params(got[2])["CALLTYPE"] == "2"
     assert gw.code("ConnectionClear", device="2003", CallID="") == 0
     wait(gw, "2003", ["SERVICEINITIATED", "ORIGINATED", "RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
+    keep_stream(lab, "make_call_answered", seen, (params(got[0])["CALLID"], number))
 
 
 def test_make_call_to_a_busy_number_fails_with_cause_10(gw, lab):
     since = in_service(gw, "2003")
+    seen = len(lab.ami.events)
     assert gw.code("MakeCall", device="2003", telephoneNumber=OUTSIDE_BUSY) == 0
     lab.phones["2003"].accept()
     got = wait(gw, "2003", ["SERVICEINITIATED", "ORIGINATED", "CALLFAILURE", "CONNECTIONCLEARED"], since)
     failure = got[2]
     assert failure["order"] == ["CDEVICE", "ILINKID", "CALLID", "ANI", "DNIS", "CAUSE"]
     assert (params(failure)["CAUSE"], params(failure)["DNIS"]) == ("10", OUTSIDE_BUSY)
+    keep_stream(lab, "make_call_busy", seen, (params(failure)["CALLID"], OUTSIDE_BUSY))
 
 
 def test_make_call_the_agent_does_not_pick_up(gw, lab):
     g = RunningGateway(config(lab, originate_timeout=5))
     try:
         since = in_service(g, "2003")
+        seen = len(lab.ami.events)
         assert g.code("MakeCall", device="2003", telephoneNumber="4833334444") == 0
         lab.phones["2003"].ringing()
         got = wait(g, "2003", ["SERVICEINITIATED", "CALLFAILURE", "CONNECTIONCLEARED"], since)
         assert params(got[1])["CAUSE"] == "11"
+        keep_stream(lab, "make_call_not_picked_up", seen, (params(got[1])["CALLID"], "4833334444"))
     finally:
         g.close()
 
 
 def test_a_call_dialled_on_the_phone_to_a_colleague(gw, lab):
     since = in_service(gw, "2001", "2002")
+    seen = len(lab.ami.events)
     lab.phones["2001"].dial("2002")
     ring2, = wait(gw, "2002", ["RINGING"], since)
     assert (params(ring2)["ANI"], params(ring2)["DNIS"], params(ring2)["CALLTYPE"]) == ("2001", "2002", "2")
@@ -346,6 +381,7 @@ def test_a_call_dialled_on_the_phone_to_a_colleague(gw, lab):
     lab.phones["2002"].hangup()
     wait(gw, "2001", names(got1) + ["CONNECTIONCLEARED"], since)
     wait(gw, "2002", ["RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
+    keep_stream(lab, "phone_dials_colleague", seen)
 
 
 def test_one_step_transfer_sends_the_customer_to_a_colleague(gw, lab):
@@ -355,7 +391,7 @@ def test_one_step_transfer_sends_the_customer_to_a_colleague(gw, lab):
     assert gw.code("OneStepCallTransfer", device="2001", deviceTo="2002") == 0
     wait(gw, "2001", ["RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
     ring2, = wait(gw, "2002", ["RINGING"], since)
-    assert (params(ring2)["CALLID"], params(ring2)["ANI"], params(ring2)["CALLTYPE"]) == (original, ANI, "1")
+    assert [params(ring2)[k] for k in ("CALLID", "ANI", "DNIS", "CALLTYPE")] == [original, ANI, DNIS, "1"]
     lab.phones["2002"].accept()
     wait(gw, "2002", ["RINGING", "ANSWERED"], since)
     wait_for(lambda: bridged(lab, "PJSIP/2002-", "Local/7001@incoming"), 5, what="customer with 2002")
@@ -366,10 +402,11 @@ def test_immediate_transfer_of_a_ringing_call(gw, lab):
     since = agent_ready(gw)
     lab.outside_call(DNIS, ANI)
     wait(gw, "2001", ["RINGING"], since + 2)
+    original = params(wait(gw, "2001", ["RINGING"], since + 2)[0])["CALLID"]
     assert gw.code("ImmediateTransfer", device="2001", deviceTo="2002") == 0
     wait(gw, "2001", ["RINGING", "CONNECTIONCLEARED"], since + 2)
     ring2, = wait(gw, "2002", ["RINGING"], since)
-    assert (params(ring2)["ANI"], params(ring2)["CALLTYPE"]) == (ANI, "1")
+    assert [params(ring2)[k] for k in ("CALLID", "ANI", "DNIS", "CALLTYPE")] == [original, ANI, DNIS, "1"]
 
 
 def test_redirect_is_follow_me_to_another_number(gw, lab):
@@ -385,6 +422,33 @@ def test_redirect_is_follow_me_to_another_number(gw, lab):
     assert names(device_events(gw, "2001", since + 2)) == []      # 2001 never rang
     assert gw.code("Redirect", device="2001", deviceTo="") == 0
     assert lab.ami.action("DBGet", Family="CFU", Key="2001").get("Response") == "Error"
+
+
+def test_hold_and_resume_on_the_phone(gw, lab):
+    in_service(gw, "2001")
+    agent_ready(gw)
+    seen = len(lab.ami.events)
+    call_id, since = customer_on(gw, lab)
+    lab.phones["2001"].command("hold")
+    wait(gw, "2001", ["RINGING", "ANSWERED", "HELD"], since)
+    lab.phones["2001"].command("resume")
+    got = wait(gw, "2001", ["RINGING", "ANSWERED", "HELD", "RETRIEVE"], since)
+    assert {params(e)["CALLID"] for e in got} == {call_id}
+    keep_stream(lab, "phone_hold_resume", seen)
+
+
+def test_blind_transfer_on_the_phone(gw, lab):
+    in_service(gw, "2001", "2002")
+    agent_ready(gw)
+    seen = len(lab.ami.events)
+    original, since = customer_on(gw, lab)
+    lab.phones["2001"].command("transfer", "2002")
+    wait(gw, "2001", ["RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
+    ring2, = wait(gw, "2002", ["RINGING"], since)
+    assert [params(ring2)[k] for k in ("CALLID", "ANI", "DNIS", "CALLTYPE")] == [original, ANI, DNIS, "1"]
+    lab.phones["2002"].accept()
+    wait(gw, "2002", ["RINGING", "ANSWERED"], since)
+    keep_stream(lab, "phone_blind_transfer", seen)
 
 
 def test_recording_file_carries_the_call_id(gw, lab):

@@ -65,6 +65,7 @@ class Chan:
     held_dialling: dict[str, str] = field(default_factory=dict)   # call id -> what it dialled, if it did
     gone: bool = False           # left by a transfer: its hang-up is not news
     awaiting_dial: bool = False  # rings, but the DialBegin naming its caller has not come yet
+    first_exten: str = ""        # the number it first dialled into: a caller's DNIS, even after a transfer
 
     @property
     def remote(self) -> str:
@@ -111,6 +112,11 @@ class Tracker:
     def mine(self, c: Chan | None) -> bool:
         return c is not None and c.device in self.monitored
 
+    def colleague(self, c: Chan | None) -> bool:
+        """An extension, not a trunk: both are ``PJSIP/<name>-…``, but a trunk is no device Protheus knows
+        and does not call with its own name as its number."""
+        return c is not None and bool(c.device) and (c.device in self.monitored or c.caller == c.device)
+
     # ----------------------------------------------------------- events in
     @classmethod
     def events(cls) -> list[str]:
@@ -137,10 +143,12 @@ class Tracker:
         elif name and name != c.name:      # renamed (a masquerade)
             c.name, c.device = name, self.device_of(name)
         c.state = m.get(prefix + "ChannelStateDesc") or c.state
-        c.caller = _num(m.get(prefix + "CallerIDNum", c.caller))
-        c.connected = _num(m.get(prefix + "ConnectedLineNum", c.connected))
+        # a number once known stays known: some events of a call say <unknown> for it again
+        c.caller = _num(m.get(prefix + "CallerIDNum", "")) or c.caller
+        c.connected = _num(m.get(prefix + "ConnectedLineNum", "")) or c.connected
         if m.get(prefix + "Exten") not in ("", "s"):
             c.exten = m.get(prefix + "Exten")
+            c.first_exten = c.first_exten or c.exten
         c.context = m.get(prefix + "Context") or c.context
         return c
 
@@ -185,7 +193,7 @@ class Tracker:
             return
         c.reported = "delivered"
         peer = self.chans.get(c.peer)
-        internal = peer is not None and bool(peer.device) and peer.device != c.device
+        internal = self.colleague(peer) and peer.device != c.device
         self._call_event(E.DELIVERED, c, calling=c.remote, called=c.dnis or c.exten, group=c.group,
                          direction=Direction.INTERNAL if internal else Direction.INBOUND)
 
@@ -225,7 +233,7 @@ class Tracker:
 
     def _far(self, caller: Chan, dest: Chan | None) -> str:
         """The party a device's outbound call reaches: its device, or the number dialled."""
-        if dest is not None and dest.device and dest.device != caller.device:
+        if self.colleague(dest) and dest.device != caller.device:
             return dest.device
         return caller.dialling or caller.exten
 
@@ -238,7 +246,7 @@ class Tracker:
         caller.peer, dest.peer = dest.uniqueid, caller.uniqueid
         source = self._local_origin(caller)
         dest.call_id = source.call_id
-        dest.dnis = source.dialling or source.dnis or caller.exten
+        dest.dnis = source.dialling or source.dnis or source.first_exten or caller.first_exten or caller.exten
         if dest.awaiting_dial and self.mine(dest):
             self._offered(dest)
         if self.mine(caller):
@@ -330,6 +338,34 @@ class Tracker:
         c = self._chan(m)
         if c is not None:
             c.bridge = ""
+
+    def _on_AttendedTransfer(self, m: Message) -> None:
+        """A phone's own attended transfer (REFER with Replaces, or a feature code): the party its first
+        call held is now with the party of its second. The transferer's two legs hang up on their own
+        (ConnectionCleared of both calls); the target, if it is a device, is told it has the first call."""
+        if m.get("Result") != "Success":
+            return
+        first = self.chans.get(m.get("OrigTransfererUniqueid"))
+        second = self.chans.get(m.get("SecondTransfererUniqueid"))
+        if first is None or second is None:
+            return
+        transferee, target = self.chans.get(first.peer), self.chans.get(second.peer)
+        if transferee is None or target is None:
+            return
+        target = self.far_end(target)
+        if transferee.uniqueid == target.uniqueid:
+            return
+        transferee.peer, target.peer = target.uniqueid, transferee.uniqueid
+        first.gone = second.gone = False      # their hang-ups are news: the transferer's calls end
+        if self.mine(target):
+            consult_call = target.call_id
+            target.call_id = first.call_id
+            target.dnis = first.dnis or transferee.first_exten or first.exten
+            target.connected, target.group = transferee.remote if transferee.device else transferee.caller, first.group
+            target.reported = "established"
+            target.dialling = ""
+            self.emit(CallEvent(E.TRANSFERRED, target.device, target.call_id, calling=target.connected,
+                                called=target.dnis, old_call_id=consult_call, group=target.group))
 
     def _on_AgentCalled(self, m: Message) -> None:
         dest = self._chan(m, "Dest")
@@ -544,7 +580,7 @@ class Tracker:
             if state is None:
                 continue
             peer = self.chans.get(c.peer)
-            others = (peer.device,) if peer is not None and peer.device else ()
+            others = (peer.device,) if self.colleague(peer) else ()
             if c.dialling:
                 out.append(CallInfo(c.call_id, state, calling=c.device, called=c.dialling, other_devices=others,
                                     direction=Direction.OUTBOUND))
