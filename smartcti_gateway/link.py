@@ -105,7 +105,7 @@ class Link:
         restored = self.restored
         if restored and self.eventing_check is not None:
             await self._check_restored_urls()
-        await self.driver.start(self.on_event)
+        await self.driver.start(self.on_event, self._down)
         if restored:
             log.info("link %d: %d device(s) restored from the registry; checking them against the PABX",
                      self.link_id, len(restored))

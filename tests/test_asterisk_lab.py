@@ -116,7 +116,7 @@ def test_link_up_with_the_least_manager_classes_and_the_event_filter(gw, lab):
     events the gateway reads; the gateway's dialplan is in place, and the version is Asterisk's."""
     assert gw.code("SystemStatus") == 0 and gw.code("selfTest") == 0
     versions = "\n".join(gw.run(gw.gateway.versions()))     # smartcti-gateway --version's report
-    assert f"link 2 (" in versions and f"PABX Asterisk {lab.version()} (AMI " in versions, versions
+    assert "link 2 (" in versions and f"PABX Asterisk {lab.version()} (AMI " in versions, versions
     driver = gw.link(int(LINK)).driver
     assert gw.in_loop(lambda: driver.conn.filtered) is True
     contexts = {e.get("Context") for e in lab.ami.list_action("ShowDialPlan", "ShowDialPlanComplete")}

@@ -3,8 +3,10 @@
 A driver turns the core's neutral requests (``core.pabx``) into its switch's protocol and the
 switch's reports into neutral events. The link drives it:
 
-* lifecycle: ``start(on_event)`` once (no network contact yet: the link's first ``reconnect`` is
-  the first contact), ``close()`` at the end;
+* lifecycle: ``start(on_event, on_lost)`` once (no network contact yet: the link's first
+  ``reconnect`` is the first contact), ``close()`` at the end; a driver that holds a connection
+  calls ``on_lost(reason)`` the moment it breaks, so the link reconnects without waiting for its
+  next keep-alive;
 * ``execute(request)``: perform one request, return its reply or raise ``PabxError`` carrying a
   SmartCTI code (``PabxUnavailable`` when the switch could not be asked at all); the link bounds it
   with its timeout;
@@ -30,6 +32,11 @@ from ..core.pabx import PabxEvent, Request
 from ..extlog import NO_TRACE, Trace
 
 EventSink = Callable[[PabxEvent], None]
+LostSink = Callable[[str], None]
+
+
+def _nobody(reason: str) -> None:
+    pass
 
 
 @dataclass(frozen=True)
@@ -62,8 +69,8 @@ class Driver(ABC):
         self.events_rejected = 0      # PABX reports refused as unreadable or unknown
 
     # ------------------------------------------------------------ lifecycle
-    async def start(self, on_event: EventSink) -> None:
-        """Get ready; events go to ``on_event``. No contact with the switch yet."""
+    async def start(self, on_event: EventSink, on_lost: LostSink = _nobody) -> None:
+        """Get ready; events go to ``on_event``, a broken connection to ``on_lost``. No contact yet."""
 
     async def close(self) -> None:
         """Say goodbye to the switch when that is polite, and free what was opened."""

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from ...core import pabx as p
 from ...core.codes import Result
-from ..base import Common, Driver, EventSink
+from ..base import Common, Driver, EventSink, LostSink
 from .ami import Message
 from .connection import AmiConnection
 from .options import AsteriskOptions
@@ -59,6 +59,7 @@ class AsteriskDriver(Driver):
         self.o = o
         self.timeout = common.timeout
         self._on_event: EventSink = lambda ev: None
+        self._on_lost: LostSink = lambda reason: None
         self.tracker = Tracker(o.device_prefix, o.group_of, self._emit)
         self.tracker.divert = self._divert
         self.conn = AmiConnection(o.host, o.port, o.username, o.secret, timeout=common.timeout,
@@ -99,8 +100,9 @@ class AsteriskDriver(Driver):
         pass
 
     # ------------------------------------------------------------ lifecycle
-    async def start(self, on_event: EventSink) -> None:
+    async def start(self, on_event: EventSink, on_lost: LostSink = lambda reason: None) -> None:
         self._on_event = on_event
+        self._on_lost = on_lost
 
     async def close(self) -> None:
         for task in list(self._background):
@@ -115,8 +117,9 @@ class AsteriskDriver(Driver):
         await self.conn.close(goodbye=True)
 
     def _lost(self, reason: str) -> None:
+        """The AMI connection broke: the link is told at once (it logs the one line and reconnects)."""
         self.lost_reason = reason
-        log.warning("%s: %s", self.name, reason)
+        self._on_lost(reason)
 
     # ---------------------------------------------------------- link health
     async def keepalive(self) -> bool:

@@ -27,7 +27,7 @@ from ...httpbody import BodyTimeout, read_body
 from ...tls import client_context
 from ...urls import redact_url
 from ...xmlsafe import has_dtd
-from ..base import Common, Driver, EventSink, Route
+from ..base import Common, Driver, EventSink, LostSink, Route
 from .dialect import CHANNEL_UNKNOWN, OK, Dialect
 from .options import DigitroOptions
 
@@ -159,7 +159,7 @@ class DigitroDriver(Driver):
         self.callback_url = f"{scheme}://{host}:{port}{self.events_path}"
 
     # ------------------------------------------------------------ lifecycle
-    async def start(self, on_event: EventSink) -> None:
+    async def start(self, on_event: EventSink, on_lost: LostSink = lambda reason: None) -> None:
         self._on_event = on_event
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout),

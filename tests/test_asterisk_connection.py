@@ -1,0 +1,250 @@
+"""The AMI session and the Asterisk link against a fake Asterisk on loopback that misbehaves on request:
+a refused login, a dropped connection, bytes that are not AMI, an event the tracker chokes on.
+(The real Asterisk is tests/test_asterisk_lab.py; this one can be made to break in exact ways.)
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from smartcti_gateway.core.pabx import PabxUnavailable
+from smartcti_gateway.pabx.asterisk.ami import Message, Parser
+from smartcti_gateway.pabx.asterisk.connection import AmiConnection
+
+from .support import BackgroundLoop, RunningGateway, wait_for
+
+SECRET = "s3cr3t-ami-41"
+
+
+class FakeAsterisk:
+    """Speaks enough AMI for the gateway: login, Filter, Ping, the list actions, every other action
+    answered Success. ``silent`` actions get no answer; ``logins`` counts the attempts."""
+
+    def __init__(self, secret: str = SECRET):
+        self.secret = secret
+        self.logins = 0
+        self.actions: list[Message] = []
+        self.silent: set[str] = set()
+        self.writers: list[asyncio.StreamWriter] = []
+        self.server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        self.drop()
+        self.server.close()
+        await self.server.wait_closed()
+
+    def drop(self) -> None:
+        for w in self.writers:
+            w.close()
+        self.writers.clear()
+
+    def send(self, data: bytes) -> None:
+        for w in self.writers:
+            w.write(data)
+
+    def event(self, **fields: str) -> None:
+        self.send(("".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n").encode())
+
+    async def _client(self, reader, writer) -> None:
+        self.writers.append(writer)
+        writer.write(b"Asterisk Call Manager/11.0.0\r\n")
+        parser = Parser()
+        parser.feed(b"Asterisk Call Manager/client\r\n")      # what the client sends has no banner
+        try:
+            while data := await reader.read(65536):
+                for m in parser.feed(data):
+                    self.actions.append(m)
+                    self._answer(writer, m)
+        except (ConnectionError, OSError):
+            pass
+
+    def _answer(self, writer, m: Message) -> None:
+        name, aid = m.get("Action"), m.get("ActionID")
+        if name in self.silent:
+            return
+        if name == "Login":
+            self.logins += 1
+            ok = m.get("Secret") == self.secret
+            writer.write(f"Response: {'Success' if ok else 'Error'}\r\nActionID: {aid}\r\nMessage: "
+                         f"{'Authentication accepted' if ok else 'Authentication failed'}\r\n\r\n".encode())
+            if not ok:
+                writer.close()
+            return
+        if name in ("CoreShowChannels", "QueueStatus"):
+            done = "CoreShowChannelsComplete" if name == "CoreShowChannels" else "QueueStatusComplete"
+            writer.write(f"Response: Success\r\nActionID: {aid}\r\nEventList: start\r\n\r\n"
+                         f"Event: {done}\r\nActionID: {aid}\r\nEventList: Complete\r\nListItems: 0\r\n\r\n".encode())
+            return
+        if name == "CoreSettings":
+            writer.write(f"Response: Success\r\nActionID: {aid}\r\nAsteriskVersion: 22.0.0-fake\r\n"
+                         f"AMIversion: 11.0.0\r\n\r\n".encode())
+            return
+        writer.write(f"Response: Success\r\nActionID: {aid}\r\n\r\n".encode())
+
+
+@pytest.fixture
+def loop():
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.close()
+
+
+def run(loop, coro, timeout=10):
+    return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+
+def test_login_filter_events_and_lists(loop):
+    async def scenario():
+        fake = FakeAsterisk()
+        port = await fake.start()
+        got = []
+        conn = AmiConnection("127.0.0.1", port, "smartcti", SECRET, timeout=2, on_event=got.append,
+                             events=["Newchannel", "Hangup"])
+        await conn.open()
+        assert conn.version == "11.0.0" and conn.filtered
+        login, flt = fake.actions[:2]
+        assert (login.get("Action"), login.get("Events")) == ("Login", "call,agent")
+        assert flt.get("Filter") == "^Event: (Hangup|Newchannel)[[:space:]]" and flt.get("Operation") == "Add"
+        fake.event(Event="Newchannel", Channel="PJSIP/2001-1", Uniqueid="1.1")
+        reply, rows = await conn.list("QueueStatus")
+        assert reply.ok and rows == []
+        await conn.close(goodbye=True)
+        await fake.stop()
+        return got
+    got = run(loop, scenario())
+    assert [m.event for m in got] == ["Newchannel"]
+
+
+def test_a_refused_login_says_who_and_never_the_secret(loop, caplog):
+    async def scenario():
+        fake = FakeAsterisk()
+        port = await fake.start()
+        conn = AmiConnection("127.0.0.1", port, "smartcti", "wrong-" + SECRET, timeout=2, on_event=lambda m: None)
+        with pytest.raises(PabxUnavailable) as e:
+            await conn.open()
+        await fake.stop()
+        return e.value.detail
+    detail = run(loop, scenario())
+    assert "refused the login of user 'smartcti'" in detail and "check username and secret" in detail
+    assert SECRET not in detail and SECRET not in caplog.text
+
+
+def test_a_dropped_connection_fails_the_waiting_action_at_once_and_says_so(loop):
+    async def scenario():
+        fake = FakeAsterisk()
+        port = await fake.start()
+        lost = []
+        conn = AmiConnection("127.0.0.1", port, "smartcti", SECRET, timeout=30, on_event=lambda m: None,
+                             on_lost=lost.append)
+        await conn.open()
+        fake.silent.add("Ping")
+        pending = asyncio.ensure_future(conn.send("Ping", {}))
+        await asyncio.sleep(0)
+        t0 = loop.time()
+        fake.drop()
+        with pytest.raises(PabxUnavailable):
+            await pending
+        waited = loop.time() - t0
+        await fake.stop()
+        return lost, waited, conn.connected
+    lost, waited, connected = run(loop, scenario())
+    assert waited < 5 and not connected          # not the 30 s of the timeout
+    # a close, or a reset when our Ping was still unread: either way one reason, said once
+    assert len(lost) == 1 and lost[0] in ("Asterisk closed the AMI connection",
+                                          "the AMI connection broke ([Errno 104] Connection reset by peer)")
+
+
+@pytest.mark.parametrize("garbage,what", [
+    (b"Event: X\r\nK: " + b"v" * 10000 + b"\r\n\r\n", "longer than"),
+    (b"Event: X\r\n" + b"K: v\r\n" * 600, "more than"),
+])
+def test_what_is_not_ami_drops_the_connection_with_a_reason(loop, garbage, what):
+    async def scenario():
+        fake = FakeAsterisk()
+        port = await fake.start()
+        lost = []
+        conn = AmiConnection("127.0.0.1", port, "smartcti", SECRET, timeout=2, on_event=lambda m: None,
+                             on_lost=lost.append)
+        await conn.open()
+        fake.send(garbage)
+        for _ in range(200):
+            if lost:
+                break
+            await asyncio.sleep(0.01)
+        await fake.stop()
+        return lost, conn.rejected
+    lost, rejected = run(loop, scenario())
+    assert rejected == 1 and len(lost) == 1 and "not AMI" in lost[0] and what in lost[0]
+
+
+def test_an_event_the_tracker_chokes_on_loses_no_other(loop, caplog):
+    async def scenario():
+        fake = FakeAsterisk()
+        port = await fake.start()
+        got = []
+
+        def on_event(m):
+            if m.get("Channel") == "bad":
+                raise ValueError("a shape never seen")
+            got.append(m.get("Channel"))
+        conn = AmiConnection("127.0.0.1", port, "smartcti", SECRET, timeout=2, on_event=on_event)
+        await conn.open()
+        for ch in ("PJSIP/2001-1", "bad", "PJSIP/2002-2"):
+            fake.event(Event="Newchannel", Channel=ch)
+        await conn.send("Ping", {})                 # answered after the three events: they are read
+        await conn.close()
+        await fake.stop()
+        return got, conn.rejected
+    with caplog.at_level(logging.ERROR):
+        got, rejected = run(loop, scenario())
+    assert got == ["PJSIP/2001-1", "PJSIP/2002-2"] and rejected == 1
+
+
+# ------------------------------------------------------------------ through the gateway's link
+def _config(port: int, secret: str = SECRET, **pabx) -> dict:
+    return {"listen": "127.0.0.1:0", "links": [{"link_id": 2, "pabx": {
+        "driver": "asterisk", "host": "127.0.0.1", "port": port, "username": "smartcti", "secret": secret,
+        "timeout": 2, "keepalive": 30, "grace": 0, "reconnect_max": 1, **pabx}}]}
+
+
+def test_the_link_notices_a_drop_at_once_and_comes_back():
+    host = BackgroundLoop()
+    fake = FakeAsterisk()
+    port = host.run(fake.start())
+    gw = RunningGateway(_config(port))
+    try:
+        assert gw.code("SystemStatus") == 0
+        assert fake.logins == 1
+        host.in_loop(fake.drop)                    # Asterisk restarts; keep-alive is 30 s away
+        wait_for(lambda: fake.logins >= 2 and gw.code("SystemStatus") == 0, 10, what="logged in again")
+        assert gw.in_loop(lambda: gw.link(2).health.reconnects) >= 1
+    finally:
+        gw.close()
+        host.run(fake.stop())
+        host.stop_loop()
+
+
+def test_a_wrong_secret_is_one_log_line_and_retried_with_backoff(caplog):
+    host = BackgroundLoop()
+    fake = FakeAsterisk()
+    port = host.run(fake.start())
+    wrong = "not-" + SECRET
+    gw = RunningGateway(_config(port, secret=wrong, reconnect_max=30), starting=True)
+    try:
+        wait_for(lambda: gw.code("SystemStatus") == 22, 10, what="the link down")
+        wait_for(lambda: fake.logins >= 3, 15, what="three attempts")   # 0.5-1 s, then 1-2 s: backoff
+        lines = [r.getMessage() for r in caplog.records if "refused the login" in r.getMessage()]
+        assert len(lines) == 1, lines
+        _, page, _ = gw.http("GET", "/status")
+        _, metrics, _ = gw.http("GET", "/metrics")
+        assert wrong not in caplog.text and wrong.encode() not in page + metrics
+    finally:
+        gw.close()
+        host.run(fake.stop())
+        host.stop_loop()
