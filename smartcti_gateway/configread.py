@@ -80,11 +80,15 @@ class Reader:
                                 f"unknown key; allowed here: {', '.join(sorted(allowed))}")
 
     def expand(self, m: Map, key: str, full: str, value: str) -> str:
-        """Each ``${VAR}`` in ``value`` -> that environment variable (``http://cti:${NGC_PASSWORD}@ngc/RPC2``)."""
+        """Each ``${VAR}`` in ``value`` -> that environment variable (``http://cti:${NGC_PASSWORD}@ngc/RPC2``);
+        ``${VAR:-text}`` -> ``text`` when VAR is not set."""
         def var(match: re.Match) -> str:
-            if match.group(1) not in os.environ:
-                raise self.fail(m, key, full, f"environment variable {match.group(1)} is not set")
-            return os.environ[match.group(1)]
+            name, sep, fallback = match.group(1).partition(":-")
+            if name in os.environ:
+                return os.environ[name]
+            if sep:
+                return fallback
+            raise self.fail(m, key, full, f"environment variable {name} is not set")
         return _ENV_VAR.sub(var, value)
 
     def get(self, m: Map, key: str, path: str, kind: type, default: Any, *, check=None, env: bool = True) -> Any:
@@ -94,6 +98,10 @@ class Reader:
         value = m[key]
         if env and isinstance(value, str) and "${" in value:
             value = self.expand(m, key, full, value)
+            # a number from the environment (port: ${AMI_PORT:-5038}) is a number
+            if (kind is int and re.fullmatch(r"\d+", value.strip())) or \
+                    (kind is float and re.fullmatch(r"\d+(\.\d+)?", value.strip())):
+                value = kind(value.strip())
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -9,7 +9,7 @@ Asterisk in the foreground and waits for FullyBooted. ``Phone`` is one baresip, 
 ctrl_tcp socket. ``Ami`` is a small blocking AMI client for the tests themselves (playing the
 outside world, reading state), not the gateway's.
 
-    python -m tests.asterisk_lab            # start a lab, print how to reach it, wait for Ctrl+C
+    .venv/bin/python -m tests.asterisk_lab    # start a lab and its phones, print how to reach them, wait for Ctrl+C
 """
 from __future__ import annotations
 
@@ -601,7 +601,16 @@ if __name__ == "__main__":   # pragma: no cover - an administrator's or develope
         raise SystemExit(HOW_TO_GET_ONE)
     lab = Lab(found[0]).start()
     print(f"Asterisk {lab.version()} in {lab.scratch}: AMI 127.0.0.1:{lab.ami_port} "
-          f"({AMI_USER}/{AMI_SECRET}), SIP 127.0.0.1:{lab.sip_port}")
+          f"({AMI_USER}/{AMI_SECRET}), SIP 127.0.0.1:{lab.sip_port}, queues {', '.join(QUEUES)}")
+    if baresip():
+        for ext in EXTENSIONS:
+            phone = lab.phone(ext)
+            print(f"phone {ext}: baresip, ctrl_tcp 127.0.0.1:{phone.ctrl_port} (netstring JSON: accept, dial, hangup)")
+    else:
+        print(HOW_TO_GET_PHONES)
+    print(f"the gateway against it:\n  AMI_PORT={lab.ami_port} AMI_SECRET={AMI_SECRET} "
+          f"scripts/run --config config/asterisk.yaml")
+    print("an outside caller for queue vendas: AMI Originate Channel=Local/7001@incoming Application=Wait Data=600")
     try:
         signal.pause()
     except KeyboardInterrupt:

@@ -27,6 +27,7 @@ class FakeAsterisk:
         self.logins = 0
         self.actions: list[Message] = []
         self.silent: set[str] = set()
+        self.dialplan: set[tuple[str, str, str]] = set()
         self.writers: list[asyncio.StreamWriter] = []
         self.server: asyncio.base_events.Server | None = None
 
@@ -80,6 +81,13 @@ class FakeAsterisk:
             done = "CoreShowChannelsComplete" if name == "CoreShowChannels" else "QueueStatusComplete"
             writer.write(f"Response: Success\r\nActionID: {aid}\r\nEventList: start\r\n\r\n"
                          f"Event: {done}\r\nActionID: {aid}\r\nEventList: Complete\r\nListItems: 0\r\n\r\n".encode())
+            return
+        if name == "DialplanExtensionAdd":
+            key = (m.get("Context"), m.get("Extension"), m.get("Priority"))
+            ok = key not in self.dialplan or m.get("Replace") == "yes"
+            self.dialplan.add(key)
+            writer.write(f"Response: {'Success' if ok else 'Error'}\r\nActionID: {aid}\r\nMessage: "
+                         f"{'Added requested extension' if ok else 'Failed to add extension'}\r\n\r\n".encode())
             return
         if name == "CoreSettings":
             writer.write(f"Response: Success\r\nActionID: {aid}\r\nAsteriskVersion: 22.0.0-fake\r\n"
@@ -210,20 +218,39 @@ def test_an_event_the_tracker_chokes_on_loses_no_other(loop, caplog):
 def _config(port: int, secret: str = SECRET, **pabx) -> dict:
     return {"listen": "127.0.0.1:0", "links": [{"link_id": 2, "pabx": {
         "driver": "asterisk", "host": "127.0.0.1", "port": port, "username": "smartcti", "secret": secret,
-        "timeout": 2, "keepalive": 30, "grace": 0, "reconnect_max": 1, **pabx}}]}
+        "timeout": 2, "keepalive": 0.2, "grace": 0, "reconnect_max": 1, **pabx}}]}
 
 
 def test_the_link_notices_a_drop_at_once_and_comes_back():
     host = BackgroundLoop()
     fake = FakeAsterisk()
     port = host.run(fake.start())
-    gw = RunningGateway(_config(port))
+    gw = RunningGateway(_config(port, keepalive=30))      # no keep-alive before the drop is seen
     try:
         assert gw.code("SystemStatus") == 0
         assert fake.logins == 1
-        host.in_loop(fake.drop)                    # Asterisk restarts; keep-alive is 30 s away
+        host.in_loop(fake.drop)                    # Asterisk restarts
         wait_for(lambda: fake.logins >= 2 and gw.code("SystemStatus") == 0, 10, what="logged in again")
         assert gw.in_loop(lambda: gw.link(2).health.reconnects) >= 1
+    finally:
+        gw.close()
+        host.run(fake.stop())
+        host.stop_loop()
+
+
+def test_keepalives_reinstall_nothing_while_the_dialplan_is_there(caplog):
+    host = BackgroundLoop()
+    fake = FakeAsterisk()
+    port = host.run(fake.start())
+    gw = RunningGateway(_config(port))
+    try:
+        wait_for(lambda: sum(1 for a in fake.actions if a.get("Action") == "DialplanExtensionAdd"
+                             and a.get("Replace") != "yes") >= 3, 5, what="three keep-alives")
+        assert fake.logins == 1 and "was gone" not in caplog.text
+        host.in_loop(fake.dialplan.clear)          # a 'dialplan reload' at the Asterisk console
+        wait_for(lambda: "was gone from Asterisk" in caplog.text, 5, what="noticed")
+        installs = [a for a in fake.actions if a.get("Action") == "DialplanExtensionAdd" and a.get("Replace") == "yes"]
+        assert len(installs) == 2 * len({(a.get("Context"), a.get("Priority"), a.get("Extension")) for a in installs})
     finally:
         gw.close()
         host.run(fake.stop())
@@ -241,6 +268,7 @@ def test_a_wrong_secret_is_one_log_line_and_retried_with_backoff(caplog):
         wait_for(lambda: fake.logins >= 3, 15, what="three attempts")   # 0.5-1 s, then 1-2 s: backoff
         lines = [r.getMessage() for r in caplog.records if "refused the login" in r.getMessage()]
         assert len(lines) == 1, lines
+        assert not [r for r in caplog.records if "dialplan" in r.getMessage()]
         _, page, _ = gw.http("GET", "/status")
         _, metrics, _ = gw.http("GET", "/metrics")
         assert wrong not in caplog.text and wrong.encode() not in page + metrics

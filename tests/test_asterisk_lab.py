@@ -141,6 +141,19 @@ def test_the_gateways_dialplan_leaves_with_it(lab):
     assert not {c for c in contexts if c and c.startswith("smartcti-")}, contexts
 
 
+def test_a_dialplan_reload_does_not_lose_the_gateways_dialplan(lab):
+    """'dialplan reload' wipes contexts added over AMI and says nothing on AMI: the keep-alive notices."""
+    g = RunningGateway(config(lab, keepalive=0.3))
+    try:
+        assert "Dialplan reloaded" in lab.ami.action("Command", Command="dialplan reload").get("Output", "")
+        wait_for(lambda: {"smartcti-hold", "smartcti-join"} <= {
+            e.get("Context") for e in lab.ami.list_action("ShowDialPlan", "ShowDialPlanComplete")}, 5,
+            what="the gateway's contexts back")
+    finally:
+        g.close()
+        lab.reset()
+
+
 def test_a_wrong_secret_says_so_in_one_line_and_never_shows_the_secret(lab, caplog):
     wrong = "not-the-secret-93b1"
     g = RunningGateway(config(lab, secret=wrong, keepalive=0.5, grace=0), starting=True)

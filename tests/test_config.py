@@ -218,3 +218,24 @@ def test_two_gateways_from_one_folder_never_share_a_state_file(tmp_path):
         for p in procs:
             p.terminate()
             p.wait(20)
+
+
+def test_environment_defaults_and_numbers(tmp_path, monkeypatch):
+    monkeypatch.delenv("AMI_PORT", raising=False)
+    text = "links: [{link_id: 2, pabx: {driver: asterisk, secret: x, port: '${AMI_PORT:-5038}', timeout: '${T:-2.5}'}}]\n"
+    cfg = load(write(tmp_path, text))
+    assert cfg.links[0].pabx.options.port == 5038 and cfg.links[0].pabx.timeout == 2.5
+    monkeypatch.setenv("AMI_PORT", "15038")
+    assert load(write(tmp_path, text)).links[0].pabx.options.port == 15038
+    monkeypatch.setenv("AMI_PORT", "fifty")
+    assert "links[0].pabx.port: must be int, got str 'fifty'" in error_of(tmp_path, text)
+
+
+def test_the_asterisk_example_config_is_valid(monkeypatch):
+    monkeypatch.setenv("AMI_SECRET", "from-the-environment")
+    cfg = load(str(ROOT / "config" / "asterisk.yaml"))
+    o = cfg.links[0].pabx.options
+    assert (cfg.links[0].pabx.driver, o.host, o.port, o.username, o.secret) == (
+        "asterisk", "127.0.0.1", 5038, "smartcti", "from-the-environment")
+    assert o.queue_of("701") == "vendas" and o.queue_of("703") == "703" and o.group_of("suporte") == "702"
+    assert "from-the-environment" not in repr(o)

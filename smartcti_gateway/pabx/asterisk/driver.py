@@ -123,11 +123,19 @@ class AsteriskDriver(Driver):
 
     # ---------------------------------------------------------- link health
     async def keepalive(self) -> bool:
+        """The keep-alive is the first line of the gateway's dialplan, added again without Replace: refused
+        while it is there; accepted when a ``dialplan reload`` (which says nothing on AMI) wiped it, and
+        then the rest is put back too. One round trip, like a Ping."""
         if not self.conn.connected:
             raise p.PabxUnavailable(Result.OUT_OF_SERVICE, self.lost_reason or f"AMI {self.conn.where()} not connected")
-        reply = await self.conn.send("Ping", {})
-        if not reply.ok:
-            raise p.PabxError(Result.INTERNAL_ERROR, f"AMI Ping: {reply.get('Message')}")
+        context, exten, priority, app, data = installed_dialplan(self.o)[0]
+        reply = await self.conn.send("DialplanExtensionAdd", {
+            "Context": context, "Extension": exten, "Priority": str(priority), "Application": app,
+            "ApplicationData": data})
+        if reply.ok:
+            log.warning("%s: the gateway's dialplan (contexts smartcti-*) was gone from Asterisk, a 'dialplan "
+                        "reload' probably; installed again", self.name)
+            await self._install()
         return True
 
     async def reconnect(self, devices: list[str]) -> list[str]:
@@ -135,6 +143,11 @@ class AsteriskDriver(Driver):
         await self.conn.open()
         self.lost_reason = ""
         await self._install()
+        settings = await self.conn.send("CoreSettings", {})
+        log.info("%s: logged in to Asterisk %s (AMI %s) as %s; %s", self.name,
+                 settings.get("AsteriskVersion") or "?", self.conn.version, self.o.username,
+                 "events filtered to those the gateway reads" if self.conn.filtered else
+                 "every event of its classes read (Asterisk refused the event filter)")
         _, channels = await self.conn.list("CoreShowChannels")
         _, members = await self.conn.list("QueueStatus")
         self.tracker.load_channels(channels)
