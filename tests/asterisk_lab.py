@@ -420,7 +420,7 @@ class Lab:
         """Every call hung up, every queue member removed, no follow-me: a clean lab for the next test."""
         for m in self.members():
             self.ami.action("QueueRemove", Queue=m["Queue"], Interface=m.get("Location") or m.get("Interface", ""))
-        self.ami.action("DBDelTree", Family="CFU")
+        self.ami.action("DBDelTree", Family="CF")
         deadline = time.monotonic() + timeout
         while True:
             chans = self.channels()

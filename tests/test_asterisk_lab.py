@@ -169,6 +169,22 @@ def test_a_wrong_secret_says_so_in_one_line_and_never_shows_the_secret(lab, capl
         g.close()
 
 
+def test_refusals_are_smartcti_codes(gw, lab):
+    assert gw.code("AgentInService", device="2999", ipaddress=gw.events_url) == 18      # no such endpoint
+    in_service(gw, "2001")
+    assert gw.code("Logon", device="2001", agentID="1234", groupID="799") == 23        # no such queue
+    assert gw.code("Logoff", device="2001", agentID="", groupID="") == 1               # not logged on
+    assert gw.code("Ready", device="2001", agentID="", groupID="") == 1
+    assert gw.code("Answer", device="2001") == 3                                       # nothing rings
+    assert gw.code("Hold", device="2001") == 3
+    assert gw.code("Retrieve", device="2001") == 19
+    assert gw.code("Transfer", device="2001") == 3
+    assert gw.code("StartRec", device="2001") == 3
+    assert gw.call("GetInfoChamAtiv", cDevice="2001") == "CMD#INFOCHAMATIV#11#2001"
+    assert gw.call("GetCallList", groupID="701") == ""
+    assert lab.channels() == []                                                        # nothing was done
+
+
 # ------------------------------------------------------------------ agents
 def test_agent_logon_ready_pause_logoff_are_queue_membership(gw, lab):
     since = in_service(gw, "2001")
@@ -426,7 +442,7 @@ def test_redirect_is_follow_me_to_another_number(gw, lab):
     in_service(gw, "2001", "2003")
     since = agent_ready(gw)
     assert gw.code("Redirect", device="2001", deviceTo="2003") == 0
-    assert lab.ami.action("DBGet", Family="CFU", Key="2001").get("Response") == "Success"
+    assert lab.ami.action("DBGet", Family="CF", Key="2001").get("Response") == "Success"
     lab.outside_call(DNIS, ANI)
     ring3, = wait(gw, "2003", ["RINGING"], since)
     assert params(ring3)["ANI"] == ANI
@@ -434,7 +450,7 @@ def test_redirect_is_follow_me_to_another_number(gw, lab):
     wait(gw, "2003", ["RINGING", "ANSWERED"], since)
     assert names(device_events(gw, "2001", since + 2)) == []      # 2001 never rang
     assert gw.code("Redirect", device="2001", deviceTo="") == 0
-    assert lab.ami.action("DBGet", Family="CFU", Key="2001").get("Response") == "Error"
+    assert lab.ami.action("DBGet", Family="CF", Key="2001").get("Response") == "Error"
 
 
 def test_hold_and_resume_on_the_phone(gw, lab):

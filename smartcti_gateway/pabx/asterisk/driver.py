@@ -370,7 +370,9 @@ async def _hold(drv: AsteriskDriver, r: p.HoldCall):
 
 
 async def _retrieve(drv: AsteriskDriver, r: p.RetrieveCall):
-    c = drv._chan(r.device, r.call_id, "held", "established", "originated", "ringing")
+    c = drv.tracker.channel_for(r.device, r.call_id, "held", "established", "originated", "ringing")
+    if c is None:
+        raise p.PabxError(Result.NO_WAITING_CALL, f"{r.device} has no call on hold")
     if c.reported == "held":
         held = drv._peer(c)
     elif c.held:                                   # consulting: back to the held call, the consultation ends
@@ -471,13 +473,13 @@ async def _immediate(drv: AsteriskDriver, r: p.ImmediateTransfer):
 
 async def _forward(drv: AsteriskDriver, r: p.SetForwarding):
     """Follow-me: kept by the gateway (a call that rings the device goes to the number) and, for dialplans
-    that read it (FreePBX's), in AstDB as CFU/<device>."""
+    that read it (FreePBX's), in AstDB as CF/<device> (the family of FreePBX's unconditional forward, *72)."""
     if r.number:
         drv.forwarding[r.device] = r.number
-        await drv._act("DBPut", {"Family": "CFU", "Key": r.device, "Val": r.number}, Result.NOT_SUPPORTED_FEATURE)
+        await drv._act("DBPut", {"Family": "CF", "Key": r.device, "Val": r.number}, Result.NOT_SUPPORTED_FEATURE)
     else:
         drv.forwarding.pop(r.device, None)
-        await drv.conn.send("DBDel", {"Family": "CFU", "Key": r.device})
+        await drv.conn.send("DBDel", {"Family": "CF", "Key": r.device})
     drv.tracker.forwarding = drv.forwarding
 
 

@@ -11,13 +11,19 @@ device gets an id of its own, and a transfer hands the held call's id to the con
 | Newchannel, state Ring (the phone dialled); or our Originate's channel | ServiceInitiated |
 | DialBegin from the device's channel | Originated |
 | DialState RINGING from the device's channel | Delivered, naming the far party |
-| Newstate Ringing of the device's channel (it is called) | Delivered (ANI = CallerIDNum, DNIS = Exten, group = the queue of AgentCalled) |
+| Newstate Ringing of the device's channel (it is called), once DialBegin said who calls | Delivered (ANI = the caller, DNIS = the number it dialled, group = the queue of AgentCalled) |
 | Newstate Up of a called channel; DialEnd ANSWER of a dialling one | Established |
-| DialEnd BUSY / NOANSWER / CONGESTION / CHANUNAVAIL | Failed (10, 11, 8, 2) |
+| DialEnd BUSY / NOANSWER / CONGESTION / CHANUNAVAIL; OriginateResponse Failure | Failed (10, 11, 8, 2) |
 | Hold / Unhold (the phone held) | Held / Retrieved |
+| AttendedTransfer (made by the phone) | Transferred, to the target |
 | Hangup | ConnectionCleared |
 | QueueMemberAdded / Removed | LoggedOn / LoggedOff (MemberName = agent id, queues = ACD groups) |
 | QueueMemberPause (paused in every queue, or not) | NotReady (PausedReason) / Ready |
+
+Asterisk publishes from several threads: a phone may say Ringing before the Dial or Queue that calls it
+says DialBegin, and the far half of a Local channel may dial before the near half's DialBegin. The
+tracker waits for what it needs rather than trusting the order (tests/test_asterisk_replay.py bends
+recorded streams that way).
 """
 from __future__ import annotations
 
