@@ -7,7 +7,9 @@ One run, one machine, measures:
 (b) the event path: a burst, a steady 300/s and a sustained 1,000/s of PABX events (``cti.evento``)
     through the gateway to a Protheus endpoint answering at once;
 (c) scale: 8,000 devices in service and 2,000 logged-on agents (resident memory), and start-up to
-    ready, empty and with the 8,000 devices restored from the state file.
+    ready, empty and with the 8,000 devices restored from the state file;
+(d) the Asterisk driver: MakeCall (one AMI Originate round trip) and a burst of AMI events, against a
+    fake AMI peer and an AMI floor of its own (tests/bench_asterisk.py).
 
 The same load is also run against the *floor*: a minimal aiohttp + lxml pass-through (this file,
 ``--floor-server``) doing only the unavoidable work (parse the SOAP request, one XML-RPC round trip,
@@ -599,6 +601,9 @@ async def run(p: argparse.Namespace) -> dict:
         finally:
             gw2.stop()
         results["gateway"] = g
+        # ---- the Asterisk driver against a fake AMI peer, and its own floor
+        from .bench_asterisk import run_asterisk
+        results["asterisk"] = await run_asterisk(p, peers, tmp, in_service)
         if p.profile:
             results["profile"] = profile_text(tmp / "gateway.prof")
     finally:
@@ -653,6 +658,9 @@ def figures(r: dict) -> list[tuple[str, float, float | None, str, bool | None]]:
          g["startup_restored_s"] <= 2),
         ("restart to resync of every device done s", g["resync_done_s"], None, "", None),
     ]
+    if "asterisk" in r:
+        from .bench_asterisk import figures as asterisk_figures
+        rows += asterisk_figures(r["asterisk"])
     return rows
 
 

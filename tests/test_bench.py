@@ -17,5 +17,9 @@ def test_bench_smoke_reports_every_figure(tmp_path, capsys):
         assert gateway > 0, name
         assert floor is None or floor > 0, name
     assert results["gateway"]["scale"]["devices"] == 60
+    ast = results["asterisk"]
+    assert ast["gateway"]["commands"]["errors"] == 0 and ast["floor"]["commands"]["errors"] == 0
+    assert ast["gateway"]["events"]["delivered"] == ast["gateway"]["events"]["events"]   # every AMI event reached Protheus
+    assert any(name.startswith("Asterisk: ") for name, *_ in rows)
     printed = capsys.readouterr().out
     assert "| figure | gateway | floor |" in printed and "wrote" in printed

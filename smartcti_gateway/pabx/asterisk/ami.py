@@ -75,15 +75,13 @@ class Parser:
         self._size = 0
 
     def feed(self, data: bytes) -> list[Message]:
-        self._buf += data
+        buf = self._buf + data if self._buf else data
+        lines = buf.split(b"\n")          # one pass: a 64 KB read of many messages is not copied per line
+        self._buf = lines.pop()            # what follows the last line end: an unfinished line
+        if len(self._buf) > MAX_LINE:
+            raise AmiProtocolError(f"a line longer than {MAX_LINE} bytes")
         out: list[Message] = []
-        while True:
-            end = self._buf.find(b"\n")
-            if end < 0:
-                if len(self._buf) > MAX_LINE:
-                    raise AmiProtocolError(f"a line longer than {MAX_LINE} bytes")
-                return out
-            raw, self._buf = self._buf[:end], self._buf[end + 1:]
+        for raw in lines:
             if len(raw) > MAX_LINE:
                 raise AmiProtocolError(f"a line longer than {MAX_LINE} bytes")
             line = raw.rstrip(b"\r").decode("utf-8", "replace")
@@ -94,8 +92,7 @@ class Parser:
                 continue
             if not line:
                 if self._lines:
-                    fields = dict(self._lines)
-                    out.append(Message(fields, self._lines))
+                    out.append(Message(dict(self._lines), self._lines))
                     self._lines, self._size = [], 0
                 continue
             key, sep, value = line.partition(":")
@@ -106,6 +103,7 @@ class Parser:
             self._size += len(raw)
             if len(self._lines) > MAX_FIELDS or self._size > MAX_MESSAGE:
                 raise AmiProtocolError(f"a message of more than {MAX_FIELDS} lines or {MAX_MESSAGE} bytes")
+        return out
 
     @property
     def version(self) -> str:
@@ -124,5 +122,10 @@ def action(name: str, action_id: str, fields: dict[str, str] | list[tuple[str, s
     for key, value in items:
         if value is None:
             continue
-        lines.append(f"{_UNSAFE.sub(' ', str(key))}: {_UNSAFE.sub(' ', str(value))}")
+        key, value = str(key), str(value)
+        if "\r" in key or "\n" in key:
+            key = _UNSAFE.sub(" ", key)
+        if "\r" in value or "\n" in value:
+            value = _UNSAFE.sub(" ", value)
+        lines.append(f"{key}: {value}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
