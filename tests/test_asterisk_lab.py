@@ -180,6 +180,8 @@ def test_refusals_are_smartcti_codes(gw, lab):
     assert gw.code("Retrieve", device="2001") == 19
     assert gw.code("Transfer", device="2001") == 3
     assert gw.code("StartRec", device="2001") == 3
+    assert gw.code("MakeCall", device="2999", telephoneNumber="4833334444") == 18
+    assert gw.code("MakeCallPass", device="2001", telephoneNumber="48x", agentID="", agentPass="", route="") == 2
     assert gw.call("GetInfoChamAtiv", cDevice="2001") == "CMD#INFOCHAMATIV#11#2001"
     assert gw.call("GetCallList", groupID="701") == ""
     assert lab.channels() == []                                                        # nothing was done
@@ -198,14 +200,16 @@ def test_agent_logon_ready_pause_logoff_are_queue_membership(gw, lab):
     assert gw.code("queryAgentState", cDevice="2001") == 26
     assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
     assert gw.code("queryAgentState", cDevice="2001") == 28
+    assert gw.code("NotReadyPass", device="2001", agentID="", groupID="", agentPass="") == 0
+    assert gw.code("ReadyPass", device="2001", agentID="", groupID="", agentPass="") == 0
     assert gw.code("NotReady", device="2001", agentID="", groupID="") == 0
     assert gw.code("queryAgentState", cDevice="2001") == 30
     assert lab.members()[0]["Paused"] == "1"
     # the supervisor takes the pause off at the Asterisk side: Protheus is told
     lab.ami.action("QueuePause", Interface="PJSIP/2001", Paused="false")
-    wait(gw, "2001", ["LOGGEDON", "READY", "NOTREADY", "READY"], since)
-    assert gw.code("Logoff", device="2001", agentID="", groupID="") == 0
-    got = wait(gw, "2001", ["LOGGEDON", "READY", "NOTREADY", "READY", "LOGGEDOFF"], since)
+    wait(gw, "2001", ["LOGGEDON", "READY", "NOTREADY", "READY", "NOTREADY", "READY"], since)
+    assert gw.code("LogoffPass", device="2001", agentID="", groupID="", agentPass="") == 0
+    got = wait(gw, "2001", ["LOGGEDON", "READY", "NOTREADY", "READY", "NOTREADY", "READY", "LOGGEDOFF"], since)
     assert all(params(e)["CAGENTID"] == "1234" for e in got)
     assert params(got[0])["CGROUPID"] == "701"
     assert lab.members() == [] and gw.code("queryAgentState", cDevice="2001") == 25
@@ -242,12 +246,26 @@ def test_inbound_queue_call_pops_is_answered_and_cleared(gw, lab):
     wait(gw, "2001", ["RINGING", "ANSWERED"], since + 2)
     assert bridged(lab, "PJSIP/2001-", "Local/7001@incoming")
     assert gw.code("queryAgentState", cDevice="2001") == 29
+    assert gw.call("getActiveCallInfo", cDevice="2001").split("#")[2] == "0"
     assert gw.code("ConnectionClear", device="2001", CallID="") == 0
     got = wait(gw, "2001", ["RINGING", "ANSWERED", "CONNECTIONCLEARED"], since + 2)
     for ev in got[1:]:
         assert params(ev) == {"CDEVICE": "2001", "ILINKID": LINK, "CALLID": call_id, "ANI": ANI, "DNIS": DNIS}
     wait_for(lambda: gw.call("GetInfoChamAtiv", cDevice="2001") == "CMD#INFOCHAMATIV#11#2001", 5, what="no call")
     keep_stream(lab, "queue_call_answered_cleared", seen)
+
+
+def test_agent_out_of_service_hears_nothing_more(gw, lab):
+    in_service(gw, "2001")
+    agent_ready(gw)
+    since = mark(gw)
+    assert gw.code("AgentOutOfService", device="2001") == 0
+    lab.outside_call(DNIS, ANI)
+    lab.phones["2001"].ringing()                 # the queue still offers the call: Protheus is not told
+    wait_for(lambda: any(c["Channel"].startswith("PJSIP/2001-") for c in lab.channels()), 5, what="2001 rings")
+    driver = gw.link(int(LINK)).driver
+    assert "2001" not in gw.in_loop(lambda: driver.tracker.monitored)     # Asterisk's events for it are dropped
+    assert names(device_events(gw, "2001", since)) == []
 
 
 def test_the_customer_hanging_up_clears_the_call(gw, lab):
@@ -314,6 +332,21 @@ def test_consultation_then_retrieve_ends_the_consultation(gw, lab):
     assert params(got[-1])["CALLID"] == original
     wait(gw, "2002", ["RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
     wait_for(lambda: bridged(lab, "PJSIP/2001-", "Local/7001@incoming"), 5, what="the agent with the customer again")
+
+
+def test_consultation_of_an_outside_number(gw, lab):
+    """The supervisor's mobile: the consultation dials through the site's context and its outside line."""
+    in_service(gw, "2001")
+    agent_ready(gw)
+    original, since = customer_on(gw, lab)
+    assert gw.code("Consultation", device="2001", deviceTo="(48) 3000-0001", Route="") == 0
+    got = wait(gw, "2001", ["RINGING", "ANSWERED", "HELD", "SERVICEINITIATED", "ORIGINATED", "RINGING", "ANSWERED"],
+               since)
+    assert [params(e)["DNIS"] for e in got[3:]] == ["4830000001"] * 4
+    assert gw.code("Retrieve", device="2001") == 0
+    wait(gw, "2001", names(got) + ["CONNECTIONCLEARED", "RETRIEVE"], since)
+    wait_for(lambda: bridged(lab, "PJSIP/2001-", "Local/7001@incoming"), 5, what="back with the customer")
+    assert not any("4830000001" in c["Channel"] for c in lab.channels())
 
 
 def test_consultation_and_conference(gw, lab):

@@ -10,6 +10,7 @@ site adds nothing to its own.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
@@ -39,9 +40,9 @@ def installed_dialplan(o: AsteriskOptions) -> list[tuple[str, str, int, str, str
         # the agent's own leg while its call is held: silence until it is bridged back
         (PARK, "s", 1, "Wait", "86400"),
         # the agent's leg dialling a consultation, as the agent: back to silence when it ends
-        (DIAL, "_X.", 1, "Set", "CALLERID(all)=${SMARTCTI_DEVICE} <${SMARTCTI_DEVICE}>"),
-        (DIAL, "_X.", 2, "Dial", f"Local/${{EXTEN}}@{o.context},60,g"),
-        (DIAL, "_X.", 3, "Goto", f"{PARK},s,1"),
+        (DIAL, "_[0-9*#+]!", 1, "Set", "CALLERID(all)=${SMARTCTI_DEVICE} <${SMARTCTI_DEVICE}>"),
+        (DIAL, "_[0-9*#+]!", 2, "Dial", f"Local/${{EXTEN}}@{o.context},60,g"),
+        (DIAL, "_[0-9*#+]!", 3, "Goto", f"{PARK},s,1"),
         # a third party joining the bridge of two (a conference): BridgeAdd needs no confbridge.conf
         (JOIN, "s", 1, "BridgeAdd", "${SMARTCTI_JOIN}"),
         (JOIN, "s", 2, "Hangup", ""),
@@ -49,6 +50,18 @@ def installed_dialplan(o: AsteriskOptions) -> list[tuple[str, str, int, str, str
 
 
 _SAFE_FILE = re.compile(r"[^A-Za-z0-9._-]")
+_DIALABLE = re.compile(r"^\+?[0-9*#]{1,40}$")
+_SEPARATORS = re.compile(r"[\s().-]")
+
+
+def dialable(number: str) -> str:
+    """The number as an extension of the dialplan: digits, * and #, a leading +; the separators people
+    type ((48) 3333-4444) dropped. Anything else is refused (2): a comma or an & in an extension would
+    become Dial options or a second channel in the gateway's own Dial(Local/${EXTEN}@...)."""
+    clean = _SEPARATORS.sub("", number)
+    if not _DIALABLE.match(clean):
+        raise p.PabxError(Result.INVALID_PHONE_NUMBER, f"{number!r} is not a number Asterisk can dial")
+    return clean
 
 
 class AsteriskDriver(Driver):
@@ -63,7 +76,7 @@ class AsteriskDriver(Driver):
         self.tracker = Tracker(o.device_prefix, o.group_of, self._emit)
         self.tracker.divert = self._divert
         self.conn = AmiConnection(o.host, o.port, o.username, o.secret, timeout=common.timeout,
-                                  on_event=self.tracker.on_event, on_lost=self._lost, name=common.name,
+                                  on_event=self._ami_event, on_lost=self._lost, name=common.name,
                                   events=Tracker.events())
         self.forwarding: dict[str, str] = {}
         self._changed = asyncio.Event()
@@ -176,8 +189,13 @@ class AsteriskDriver(Driver):
         self._installed = True
 
     # ------------------------------------------------------------- events
+    def _ami_event(self, m: Message) -> None:
+        try:
+            self.tracker.on_event(m)
+        finally:
+            self._changed.set()        # whoever waits for a channel to change looks again (_until)
+
     def _emit(self, event: p.PabxEvent) -> None:
-        self._changed.set()
         if self.trace.on:
             self.trace(event.device, f"PABX event {event}")
         self._on_event(event)
@@ -213,6 +231,8 @@ class AsteriskDriver(Driver):
         handler = _HANDLERS.get(type(req))
         if handler is None:
             raise p.PabxError(Result.NOT_SUPPORTED_FEATURE, f"{type(req).__name__} is not supported on Asterisk")
+        if getattr(req, "number", ""):
+            req = dataclasses.replace(req, number=dialable(req.number))
         if not self.conn.connected:
             raise p.PabxUnavailable(Result.OUT_OF_SERVICE, self.lost_reason or f"AMI {self.conn.where()} not connected")
         return await handler(self, req)
@@ -321,6 +341,8 @@ async def _group_calls(drv: AsteriskDriver, r: p.QueryGroupCalls) -> list[p.Grou
 
 
 async def _make_call(drv: AsteriskDriver, r: p.MakeCall) -> str:
+    if r.device not in drv.tracker.monitored:     # a device in service was checked when it was taken
+        await drv._check_device(r.device)
     call_id = f"smartcti-{uuid.uuid4().hex[:16]}"
     drv.tracker.originates[call_id] = r.number
     try:
