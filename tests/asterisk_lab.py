@@ -172,12 +172,16 @@ class Ami:
         except (OSError, ValueError):
             pass
 
-    def action(self, name: str, timeout: float = 10.0, **fields: str) -> dict[str, str]:
+    def _send(self, name: str, fields: dict[str, str]) -> str:
         with self._cond:
             self._n += 1
             action_id = f"lab-{self._n}"
         lines = [f"Action: {name}", f"ActionID: {action_id}"] + [f"{k}: {v}" for k, v in fields.items()]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        return action_id
+
+    def action(self, name: str, timeout: float = 10.0, **fields: str) -> dict[str, str]:
+        action_id = self._send(name, fields)
         deadline = time.monotonic() + timeout
         with self._cond:
             while not self._responses.get(action_id):
@@ -189,11 +193,7 @@ class Ami:
 
     def list_action(self, name: str, complete: str, timeout: float = 10.0, **fields: str) -> list[dict[str, str]]:
         """The events a list action answers with, up to its ``...Complete`` event."""
-        with self._cond:
-            self._n += 1
-            action_id = f"lab-{self._n}"
-        lines = [f"Action: {name}", f"ActionID: {action_id}"] + [f"{k}: {v}" for k, v in fields.items()]
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        action_id = self._send(name, fields)
         deadline = time.monotonic() + timeout
         with self._cond:
             while not any(m.get("Event") == complete for m in self._responses.get(action_id, [])):

@@ -273,19 +273,25 @@ def floor_server(port: int, pabx_url: str, protheus_url: str) -> None:
             return web.Response(body=xmlrpc.client.dumps(({"RESULTADO": "OK"},), methodresponse=True).encode(),
                                 content_type="text/xml")
 
-        app = web.Application()
-        app.router.add_post(ENDPOINT, command)
-        app.router.add_post(EVENTS_PATH, event)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
+        await serve_until_sigterm(port, [(ENDPOINT, command), (EVENTS_PATH, event)])
         await session.close()
-        await runner.cleanup()
 
     asyncio.run(main())
+
+
+async def serve_until_sigterm(port: int, posts: list[tuple[str, object]]) -> None:
+    """A floor's listener: aiohttp on 127.0.0.1:``port`` with these POST routes, until SIGTERM."""
+    from aiohttp import web
+    app = web.Application()
+    for path, handler in posts:
+        app.router.add_post(path, handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await runner.cleanup()
 
 
 # ------------------------------------------------------- server processes

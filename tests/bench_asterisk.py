@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 import time
 
-from .bench import (CMD_PATH, ENDPOINT, Conn, FakePeers, Server, free_port, quantile, soap_request)
+from .bench import (CMD_PATH, ENDPOINT, Conn, FakePeers, Server, free_port, quantile, serve_until_sigterm,
+                    soap_request)
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 
@@ -151,16 +151,8 @@ def floor_server(port: int, ami_port: int, protheus_url: str) -> None:
                                      f'<ns:return>{value}</ns:return></ns:{op}Response></soapenv:Body>'
                                      f'</soapenv:Envelope>', content_type="text/xml")
 
-        app = web.Application()
-        app.router.add_post(ENDPOINT, command)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await stop.wait()
+        await serve_until_sigterm(port, [(ENDPOINT, command)])
         await session.close()
-        await runner.cleanup()
 
     asyncio.run(main())
 

@@ -28,8 +28,12 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
-from ..core.pabx import PabxEvent, Request
+import logging
+
+from ..core.pabx import PabxError, PabxEvent, PabxUnavailable, Request
 from ..extlog import NO_TRACE, Trace
+
+log = logging.getLogger(__name__)
 
 EventSink = Callable[[PabxEvent], None]
 LostSink = Callable[[str], None]
@@ -115,6 +119,21 @@ class Driver(ABC):
 
     def listening(self, scheme: str, host: str, port: int) -> None:
         """The link's listener is bound at ``scheme://host:port`` (host as the listen setting has it)."""
+
+
+async def monitor_each(devices: list[str], start: Callable[[str], Awaitable[None]], refused_line: str) -> list[str]:
+    """``start`` each device in turn (a reconnect's monitors); returns those the switch refused, each logged
+    with ``refused_line % (device, detail)``. An unreachable switch stops it all (PabxUnavailable)."""
+    refused = []
+    for device in devices:
+        try:
+            await start(device)
+        except PabxUnavailable:
+            raise
+        except PabxError as e:
+            refused.append(device)
+            log.warning(refused_line, device, e.detail)
+    return refused
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from ...core import pabx as p
 from ...core.codes import Result
-from ..base import Common, Driver, EventSink, LostSink
+from ..base import Common, Driver, EventSink, LostSink, monitor_each
 from .ami import Message
 from .connection import AmiConnection
 from .options import AsteriskOptions
@@ -165,17 +165,10 @@ class AsteriskDriver(Driver):
         _, members = await self.conn.list("QueueStatus")
         self.tracker.load_channels(channels)
         self.tracker.load_members(members)
-        refused = []
-        for device in devices:
-            try:
-                await self._check_device(device)
-                self.tracker.monitored.add(device)
-            except p.PabxUnavailable:
-                raise
-            except p.PabxError as e:
-                refused.append(device)
-                log.warning("%s: Asterisk does not know device %s (%s)", self.name, device, e.detail)
-        return refused
+        async def monitor(device: str) -> None:
+            await self._check_device(device)
+            self.tracker.monitored.add(device)
+        return await monitor_each(devices, monitor, f"{self.name}: Asterisk does not know device %s (%s)")
 
     async def _install(self) -> None:
         for context, exten, priority, app, data in installed_dialplan(self.o):

@@ -27,7 +27,7 @@ from ...httpbody import BodyTimeout, read_body
 from ...tls import client_context
 from ...urls import redact_url
 from ...xmlsafe import has_dtd
-from ..base import Common, Driver, EventSink, LostSink, Route
+from ..base import Common, Driver, EventSink, LostSink, Route, monitor_each
 from .dialect import CHANNEL_UNKNOWN, OK, Dialect
 from .options import DigitroOptions
 
@@ -205,17 +205,11 @@ class DigitroDriver(Driver):
         """Register the listener again and monitor ``devices``; returns those the NGC refused."""
         self.channel = ""
         await self._ensure_registered()
-        refused = []
-        for device in devices:
-            try:
-                await self._call("monitor_start", {"channel": self.channel, "device": device})
-                self.monitored.add(device)
-            except p.PabxUnavailable:
-                raise
-            except p.PabxError as e:
-                refused.append(device)
-                log.warning("%s: the NGC refused to monitor %s again (%s)", self.name, device, e.detail)
-        return refused
+
+        async def monitor(device: str) -> None:
+            await self._call("monitor_start", {"channel": self.channel, "device": device})
+            self.monitored.add(device)
+        return await monitor_each(devices, monitor, f"{self.name}: the NGC refused to monitor %s again (%s)")
 
     # ------------------------------------------------------------- requests
     async def execute(self, req: p.Request) -> Any:
