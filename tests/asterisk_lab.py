@@ -1,7 +1,7 @@
 """A real Asterisk and real SIP phones for the tests: ../shared/asterisk's builds, Debian's baresip.
 
-``builds()`` finds every Asterisk to run the scenario on: the tarballs of ../shared/asterisk (unpacked
-once into tests/_artifacts/asterisk/), the one ``SMARTCTI_ASTERISK`` names (an ``asterisk`` binary or
+``builds()`` finds every Asterisk to run the scenario on: the tarballs of ../shared/asterisk (beside
+this checkout, or beside the one it was cloned from; unpacked once into tests/_artifacts/asterisk/), the one ``SMARTCTI_ASTERISK`` names (an ``asterisk`` binary or
 the folder holding ``sbin/asterisk``), and ``asterisk`` on PATH. ``Lab`` writes a stock-looking
 configuration into a scratch folder — the phones' context, an outside line made of dialplan and Local
 channels, two queues; nothing for the gateway, which installs its own dialplan over AMI — starts
@@ -28,6 +28,21 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared" / "asterisk"
+
+
+def shared_folders() -> list[Path]:
+    """Where ../shared/asterisk may be: beside this checkout, or beside the checkout it was cloned from
+    when that is a folder on this machine (git clone . /tmp/fresh)."""
+    found = [SHARED]
+    try:
+        origin = subprocess.run(["git", "-C", str(HERE), "config", "--get", "remote.origin.url"],
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    origin = origin[len("file://"):] if origin.startswith("file://") else origin
+    if origin.startswith("/"):
+        found.append(Path(origin).resolve().parent / "shared" / "asterisk")
+    return [f for f in dict.fromkeys(found) if f.is_dir()]
 CACHE = HERE / "_artifacts" / "asterisk"
 HOW_TO_GET_ONE = ("no Asterisk found: the builds of ../shared/asterisk, SMARTCTI_ASTERISK=/path/to/asterisk, or "
                   "an 'asterisk' on PATH (Ubuntu: apt-get install asterisk)")
@@ -105,8 +120,8 @@ def _from_dir(name: str, root: Path) -> Build | None:
 
 def builds() -> list[Build]:
     found: list[Build] = []
-    if SHARED.is_dir():
-        for tarball in sorted(SHARED.glob("asterisk-*-bookworm-amd64.tar.xz"), reverse=True):
+    for shared in shared_folders()[:1]:
+        for tarball in sorted(shared.glob("asterisk-*-bookworm-amd64.tar.xz"), reverse=True):
             root = _unpacked(tarball)
             build = _from_dir(tarball.name.split("-")[1], root) if root else None
             if build is not None:
