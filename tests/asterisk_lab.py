@@ -1,8 +1,9 @@
 """A real Asterisk and real SIP phones for the tests: ../shared/asterisk's builds, Debian's baresip.
 
 ``builds()`` finds every Asterisk to run the scenario on: the tarballs of ../shared/asterisk (beside
-this checkout, or beside the one it was cloned from; unpacked once into tests/_artifacts/asterisk/), the one ``SMARTCTI_ASTERISK`` names (an ``asterisk`` binary or
-the folder holding ``sbin/asterisk``), and ``asterisk`` on PATH. ``Lab`` writes a stock-looking
+this checkout, or beside the one it was cloned from; unpacked once into tests/_artifacts/asterisk/),
+the one ``SMARTCTI_ASTERISK`` names (an ``asterisk`` binary or the folder holding ``sbin/asterisk``),
+and ``asterisk`` on PATH. ``Lab`` writes a stock-looking
 configuration into a scratch folder — the phones' context, an outside line made of dialplan and Local
 channels, two queues; nothing for the gateway, which installs its own dialplan over AMI — starts
 Asterisk in the foreground and waits for FullyBooted. ``Phone`` is one baresip, driven over its

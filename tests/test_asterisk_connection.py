@@ -30,6 +30,16 @@ class FakeAsterisk:
         self.dialplan: set[tuple[str, str, str]] = set()
         self.writers: list[asyncio.StreamWriter] = []
         self.server: asyncio.base_events.Server | None = None
+        self._arrived = asyncio.Event()
+
+    async def action_seen(self, name: str) -> Message:
+        """Wait until an action called ``name`` has arrived."""
+        while True:
+            for m in self.actions:
+                if m.get("Action") == name:
+                    return m
+            self._arrived.clear()
+            await self._arrived.wait()
 
     async def start(self) -> int:
         self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
@@ -61,6 +71,7 @@ class FakeAsterisk:
             while data := await reader.read(65536):
                 for m in parser.feed(data):
                     self.actions.append(m)
+                    self._arrived.set()
                     self._answer(writer, m)
         except (ConnectionError, OSError):
             pass
@@ -153,7 +164,7 @@ def test_a_dropped_connection_fails_the_waiting_action_at_once_and_says_so(loop)
         await conn.open()
         fake.silent.add("Ping")
         pending = asyncio.ensure_future(conn.send("Ping", {}))
-        await asyncio.sleep(0)
+        await fake.action_seen("Ping")             # the Ping is really waiting for its answer
         t0 = loop.time()
         fake.drop()
         with pytest.raises(PabxUnavailable):
@@ -176,15 +187,16 @@ def test_what_is_not_ami_drops_the_connection_with_a_reason(loop, garbage, what)
     async def scenario():
         fake = FakeAsterisk()
         port = await fake.start()
-        lost = []
+        lost, told = [], asyncio.Event()
+
+        def on_lost(reason):
+            lost.append(reason)
+            told.set()
         conn = AmiConnection("127.0.0.1", port, "smartcti", SECRET, timeout=2, on_event=lambda m: None,
-                             on_lost=lost.append)
+                             on_lost=on_lost)
         await conn.open()
         fake.send(garbage)
-        for _ in range(200):
-            if lost:
-                break
-            await asyncio.sleep(0.01)
+        await told.wait()
         await fake.stop()
         return lost, conn.rejected
     lost, rejected = run(loop, scenario())

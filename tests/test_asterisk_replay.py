@@ -256,3 +256,24 @@ def test_attended_transfer_made_by_the_phone():
         ("CONNECTIONCLEARED", "1.3", "2001", "2002"),
         ("RINGING", "1.1", ANI, "7001", f"3|{ANI}", 1), ("ANSWERED", "1.1", ANI, "7001"),
         ("CONNECTIONCLEARED", "1.1", ANI, "7001")]
+
+
+@pytest.mark.parametrize("path", recorded("phone_hold_resume"), ids=lambda p: p.stem)
+def test_a_reconnect_keeps_what_events_taught_of_channels_still_there(path):
+    """After an AMI reconnect CoreShowChannels lists the channels; one still there keeps its call id, DNIS,
+    group and held state; one gone is forgotten."""
+    events = load(path)
+    held_at = _index(events, "Hold", "PJSIP/2001-") + 1
+    notes = []
+    tracker = Tracker("PJSIP/", AsteriskOptions(queues={"701": "vendas"}).group_of, notes.append)
+    tracker.monitored.add("2001")
+    for e in events[:held_at]:
+        tracker.on_event(Message(dict(e), list(e.items())))
+    (before,) = tracker.calls_of("2001")
+    agent = tracker.channel_for("2001")
+    rows = [Message.of(Event="CoreShowChannel", Channel=agent.name, Uniqueid=agent.uniqueid, Linkedid=agent.linkedid,
+                       ChannelStateDesc="Up", CallerIDNum="2001", Exten="", BridgeId="", Application="AppQueue")]
+    tracker.load_channels(rows)
+    (after,) = tracker.calls_of("2001")
+    assert after == before and after.call_id == agent.call_id and after.called == "7001" and after.group == "701"
+    assert list(tracker.chans) == [agent.uniqueid]

@@ -65,12 +65,13 @@ class Common:
 class Driver(ABC):
     """One switch for one link."""
 
+    events_received = 0      # PABX events taken in (a driver counts them, or reads them from its connection)
+    events_rejected = 0      # PABX reports refused as unreadable or unknown
+
     def __init__(self, common: Common):
         self.common = common
         self.name = common.name
         self.trace: Trace = NO_TRACE
-        self.events_received = 0      # PABX events taken in
-        self.events_rejected = 0      # PABX reports refused as unreadable or unknown
 
     # ------------------------------------------------------------ lifecycle
     async def start(self, on_event: EventSink, on_lost: LostSink = _nobody) -> None:

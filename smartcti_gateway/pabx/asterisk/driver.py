@@ -70,7 +70,6 @@ class AsteriskDriver(Driver):
     def __init__(self, o: AsteriskOptions, common: Common):
         super().__init__(common)
         self.o = o
-        self.timeout = common.timeout
         self._on_event: EventSink = lambda ev: None
         self._on_lost: LostSink = lambda reason: None
         self.tracker = Tracker(o.device_prefix, o.group_of, self._emit)
@@ -78,7 +77,6 @@ class AsteriskDriver(Driver):
         self.conn = AmiConnection(o.host, o.port, o.username, o.secret, timeout=common.timeout,
                                   on_event=self._ami_event, on_lost=self._lost, name=common.name,
                                   events=Tracker.events())
-        self.forwarding: dict[str, str] = {}
         self._changed = asyncio.Event()
         self._installed = False
         self._background: set[asyncio.Task] = set()
@@ -100,17 +98,9 @@ class AsteriskDriver(Driver):
     def events_received(self) -> int:
         return self.conn.events_received
 
-    @events_received.setter
-    def events_received(self, value: int) -> None:   # the base class starts it at 0
-        pass
-
     @property
     def events_rejected(self) -> int:
         return self.conn.rejected
-
-    @events_rejected.setter
-    def events_rejected(self, value: int) -> None:
-        pass
 
     # ------------------------------------------------------------ lifecycle
     async def start(self, on_event: EventSink, on_lost: LostSink = lambda reason: None) -> None:
@@ -129,6 +119,10 @@ class AsteriskDriver(Driver):
                     break
         await self.conn.close(goodbye=True)
 
+    def _connected(self) -> None:
+        if not self.conn.connected:
+            raise p.PabxUnavailable(Result.OUT_OF_SERVICE, self.lost_reason or f"AMI {self.conn.where()} not connected")
+
     def _lost(self, reason: str) -> None:
         """The AMI connection broke: the link is told at once (it logs the one line and reconnects)."""
         self.lost_reason = reason
@@ -139,8 +133,7 @@ class AsteriskDriver(Driver):
         """The keep-alive is the first line of the gateway's dialplan, added again without Replace: refused
         while it is there; accepted when a ``dialplan reload`` (which says nothing on AMI) wiped it, and
         then the rest is put back too. One round trip, like a Ping."""
-        if not self.conn.connected:
-            raise p.PabxUnavailable(Result.OUT_OF_SERVICE, self.lost_reason or f"AMI {self.conn.where()} not connected")
+        self._connected()
         context, exten, priority, app, data = installed_dialplan(self.o)[0]
         reply = await self.conn.send("DialplanExtensionAdd", {
             "Context": context, "Extension": exten, "Priority": str(priority), "Application": app,
@@ -165,6 +158,7 @@ class AsteriskDriver(Driver):
         _, members = await self.conn.list("QueueStatus")
         self.tracker.load_channels(channels)
         self.tracker.load_members(members)
+
         async def monitor(device: str) -> None:
             await self._check_device(device)
             self.tracker.monitored.add(device)
@@ -226,8 +220,7 @@ class AsteriskDriver(Driver):
             raise p.PabxError(Result.NOT_SUPPORTED_FEATURE, f"{type(req).__name__} is not supported on Asterisk")
         if getattr(req, "number", ""):
             req = dataclasses.replace(req, number=dialable(req.number))
-        if not self.conn.connected:
-            raise p.PabxUnavailable(Result.OUT_OF_SERVICE, self.lost_reason or f"AMI {self.conn.where()} not connected")
+        self._connected()
         return await handler(self, req)
 
     async def _act(self, name: str, fields: dict[str, str], refusal: Result, device: str = "") -> Message:
@@ -258,7 +251,7 @@ class AsteriskDriver(Driver):
     async def _bridge(self, one: Chan, two: Chan, device: str) -> None:
         """``Bridge`` the two. A channel that was running an application (Dial) when it was redirected
         leaves it a moment later: until then Asterisk cannot add it, so it is asked again."""
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self.common.timeout
         while True:
             reply = await self.conn.send("Bridge", {"Channel1": one.name, "Channel2": two.name, "Tone": "no"})
             if reply.ok:
@@ -397,7 +390,7 @@ async def _retrieve(drv: AsteriskDriver, r: p.RetrieveCall):
         consulted = drv.tracker.chans.get(c.peer)
         if consulted is not None and consulted.uniqueid != held.uniqueid:
             await drv._act("Hangup", {"Channel": consulted.name}, Result.INVALID_OPTION, r.device)
-            await drv._until(lambda: consulted.uniqueid not in drv.tracker.chans, drv.timeout)
+            await drv._until(lambda: consulted.uniqueid not in drv.tracker.chans, drv.common.timeout)
     else:
         raise p.PabxError(Result.NO_WAITING_CALL, f"{r.device} has no call on hold")
     await drv._bridge(c, held, r.device)
@@ -490,12 +483,11 @@ async def _forward(drv: AsteriskDriver, r: p.SetForwarding):
     """Follow-me: kept by the gateway (a call that rings the device goes to the number) and, for dialplans
     that read it (FreePBX's), in AstDB as CF/<device> (the family of FreePBX's unconditional forward, *72)."""
     if r.number:
-        drv.forwarding[r.device] = r.number
+        drv.tracker.forwarding[r.device] = r.number
         await drv._act("DBPut", {"Family": "CF", "Key": r.device, "Val": r.number}, Result.NOT_SUPPORTED_FEATURE)
     else:
-        drv.forwarding.pop(r.device, None)
+        drv.tracker.forwarding.pop(r.device, None)
         await drv.conn.send("DBDel", {"Family": "CF", "Key": r.device})
-    drv.tracker.forwarding = drv.forwarding
 
 
 async def _start_recording(drv: AsteriskDriver, r: p.StartRecording):

@@ -362,12 +362,11 @@ class Tracker:
         if transferee.uniqueid == target.uniqueid:
             return
         transferee.peer, target.peer = target.uniqueid, transferee.uniqueid
-        first.gone = second.gone = False      # their hang-ups are news: the transferer's calls end
         if self.mine(target):
             consult_call = target.call_id
             target.call_id = first.call_id
             target.dnis = first.dnis or transferee.first_exten or first.exten
-            target.connected, target.group = transferee.remote if transferee.device else transferee.caller, first.group
+            target.connected, target.group = transferee.caller, first.group
             target.reported = "established"
             target.dialling = ""
             self.emit(CallEvent(E.TRANSFERRED, target.device, target.call_id, calling=target.connected,
@@ -527,18 +526,17 @@ class Tracker:
 
     # ------------------------------------------------------- snapshots in
     def load_channels(self, rows: list[Message]) -> None:
-        """CoreShowChannels after a (re)connect: the channels as they are now, nothing else kept."""
+        """CoreShowChannels after a (re)connect: the channels as they are now; those gone are forgotten."""
         before = self.chans
         self.chans = {}
         self.unanswered.clear()       # their OriginateResponse was lost with the connection: the resync clears them
         for row in rows:
+            uid = row.get("Uniqueid")
+            if uid in before:       # a channel still there keeps what only events taught us
+                self.chans[uid] = before[uid]
             c = self._chan(row)
             if c is None:
                 continue
-            old = before.get(c.uniqueid)
-            if old is not None:     # what only events taught us
-                c.call_id, c.dnis, c.group, c.dialling, c.held = old.call_id, old.dnis, old.group, old.dialling, old.held
-                c.originated, c.reported, c.peer = old.originated, old.reported, old.peer
             c.bridge = row.get("BridgeId")
             if not c.reported:
                 c.reported = {"Ring": "initiated", "Ringing": "delivered", "Up": "established"}.get(c.state, "")
