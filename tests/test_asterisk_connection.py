@@ -233,46 +233,59 @@ def _config(port: int, secret: str = SECRET, **pabx) -> dict:
         "timeout": 2, "keepalive": 0.2, "grace": 0, "reconnect_max": 1, **pabx}}]}
 
 
-def test_the_link_notices_a_drop_at_once_and_comes_back():
-    host = BackgroundLoop()
-    fake = FakeAsterisk()
-    port = host.run(fake.start())
+class Hosted:
+    """A FakeAsterisk on a loop of its own (the gateway under test runs on another): ``in_loop`` to act on it."""
+
+    def __init__(self):
+        self.host = BackgroundLoop()
+        self.fake = FakeAsterisk()
+        self.port = self.host.run(self.fake.start())
+
+    def in_loop(self, fn):
+        return self.host.in_loop(fn)
+
+    def close(self):
+        self.host.run(self.fake.stop())
+        self.host.stop_loop()
+
+
+@pytest.fixture
+def asterisk():
+    a = Hosted()
+    yield a
+    a.close()
+
+
+def test_the_link_notices_a_drop_at_once_and_comes_back(asterisk):
+    fake, port = asterisk.fake, asterisk.port
     gw = RunningGateway(_config(port, keepalive=30))      # no keep-alive before the drop is seen
     try:
         assert gw.code("SystemStatus") == 0
         assert fake.logins == 1
-        host.in_loop(fake.drop)                    # Asterisk restarts
+        asterisk.in_loop(fake.drop)                    # Asterisk restarts
         wait_for(lambda: fake.logins >= 2 and gw.code("SystemStatus") == 0, 10, what="logged in again")
         assert gw.in_loop(lambda: gw.link(2).health.reconnects) >= 1
     finally:
         gw.close()
-        host.run(fake.stop())
-        host.stop_loop()
 
 
-def test_keepalives_reinstall_nothing_while_the_dialplan_is_there(caplog):
-    host = BackgroundLoop()
-    fake = FakeAsterisk()
-    port = host.run(fake.start())
+def test_keepalives_reinstall_nothing_while_the_dialplan_is_there(asterisk, caplog):
+    fake, port = asterisk.fake, asterisk.port
     gw = RunningGateway(_config(port))
     try:
         wait_for(lambda: sum(1 for a in fake.actions if a.get("Action") == "DialplanExtensionAdd"
                              and a.get("Replace") != "yes") >= 3, 5, what="three keep-alives")
         assert fake.logins == 1 and "was gone" not in caplog.text
-        host.in_loop(fake.dialplan.clear)          # a 'dialplan reload' at the Asterisk console
+        asterisk.in_loop(fake.dialplan.clear)          # a 'dialplan reload' at the Asterisk console
         wait_for(lambda: "was gone from Asterisk" in caplog.text, 5, what="noticed")
         installs = [a for a in fake.actions if a.get("Action") == "DialplanExtensionAdd" and a.get("Replace") == "yes"]
         assert len(installs) == 2 * len({(a.get("Context"), a.get("Priority"), a.get("Extension")) for a in installs})
     finally:
         gw.close()
-        host.run(fake.stop())
-        host.stop_loop()
 
 
-def test_a_wrong_secret_is_one_log_line_and_retried_with_backoff(caplog):
-    host = BackgroundLoop()
-    fake = FakeAsterisk()
-    port = host.run(fake.start())
+def test_a_wrong_secret_is_one_log_line_and_retried_with_backoff(asterisk, caplog):
+    fake, port = asterisk.fake, asterisk.port
     wrong = "not-" + SECRET
     gw = RunningGateway(_config(port, secret=wrong, reconnect_max=30), starting=True)
     try:
@@ -286,5 +299,3 @@ def test_a_wrong_secret_is_one_log_line_and_retried_with_backoff(caplog):
         assert wrong not in caplog.text and wrong.encode() not in page + metrics
     finally:
         gw.close()
-        host.run(fake.stop())
-        host.stop_loop()
