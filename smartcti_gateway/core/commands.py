@@ -104,10 +104,11 @@ AGENT_STATE_CODES = {
 class Commands:
     """The planner. Its owner (core.engine.Engine) drains ``outbox`` and ``resync_wanted`` after each step."""
 
-    def __init__(self, switch: Switch, version: str, health: LinkHealth | None = None):
+    def __init__(self, switch: Switch, version: str, health: LinkHealth | None = None,
+                 notifier: Notifier | None = None):
         self.switch = switch
         self.version = version
-        self.notifier = Notifier(switch)
+        self.notifier = notifier or Notifier(switch)
         self.health = health     # the link's; None = always up
         # Events owed to Protheus because of a command (INSERVICE, READY...); the caller drains it.
         self.outbox: list[Notification] = []
@@ -303,7 +304,9 @@ class Commands:
         return Step(SetForwarding(a["device"], a["deviceTo"]), _ok, _code)
 
     def _StartRec(self, a, _raw):
-        return Step(StartRecording(a["device"], self.switch.call_id_in_state(a["device"], CS.CONNECTED)), _ok, _code)
+        call_id = self.switch.call_id_in_state(a["device"], CS.CONNECTED)
+        call = self.switch.calls.get(call_id)
+        return Step(StartRecording(a["device"], call_id, call.protocol if call else ""), _ok, _code)
 
     def _StopRec(self, a, _raw):
         return Step(StopRecording(a["device"], self.switch.call_id_in_state(a["device"], CS.CONNECTED)), _ok, _code)

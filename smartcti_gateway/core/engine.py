@@ -29,7 +29,7 @@ from typing import Any, Callable
 from .commands import Commands, Step
 from .health import LinkHealth
 from .model import Device, Switch
-from .notify import Notification
+from .notify import Notification, Notifier, ProtocolOf
 from .pabx import AgentInfo, CallInfo, PabxError, PabxEvent
 
 
@@ -41,9 +41,11 @@ class Outcome:
 
 
 class Engine:
-    def __init__(self, version: str, health: LinkHealth | None = None, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, version: str, health: LinkHealth | None = None, clock: Callable[[], float] = time.monotonic,
+                 *, pop_template: str = "", protocol_of: ProtocolOf | None = None):
         self.switch = Switch(clock)
-        self._commands = Commands(self.switch, version, health)
+        notifier = Notifier(self.switch, pop_template=pop_template, protocol_of=protocol_of)
+        self._commands = Commands(self.switch, version, health, notifier)
         self._notifier = self._commands.notifier
 
     # ------------------------------------------------------------- commands

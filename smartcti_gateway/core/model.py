@@ -34,12 +34,13 @@ class Call:
     trunks: str = ""
     category: str = ""
     data: str = ""
+    protocol: str = ""         # ANS attendance protocol (RN 623), once known
     connections: dict[str, CS] = field(default_factory=dict)  # party -> state
     touched: float = 0.0       # when the switch last said anything about it (Switch.clock)
 
     def update_from(self, ev: CallEvent | CallInfo) -> None:
         """Fill what the switch reported; never erase known values with blanks."""
-        for name in ("calling", "called", "group", "trunks", "category", "data"):
+        for name in ("calling", "called", "group", "trunks", "category", "data", "protocol"):
             value = getattr(ev, name)
             if value:
                 setattr(self, name, value)
@@ -252,7 +253,7 @@ class Switch:
         old = self.calls.get(old_id)
         new = self._call(new_id)
         if old is not None and old is not new:
-            for attr in ("calling", "called", "group", "trunks", "category", "data"):
+            for attr in ("calling", "called", "group", "trunks", "category", "data", "protocol"):
                 if not getattr(new, attr):
                     setattr(new, attr, getattr(old, attr))
             if new.direction is Direction.UNKNOWN:

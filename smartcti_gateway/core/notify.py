@@ -7,7 +7,9 @@ holds the device in service. The delivery adapter only has to send them.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Callable
 
 from .codes import Result
 from .model import Call, Device, Switch
@@ -116,6 +118,39 @@ def associated_data(data: str, ani: str) -> str:
     return f"3|{ani}"
 
 
+# The fields an ASSOCIATEDDATA template (protocol.associated_data) may use.
+POP_FIELDS = ("protocolo", "ani", "dnis", "callid", "dados")
+_POP_FIELD = re.compile(r"\{([a-z]+)\}")
+
+
+def pop_template_problem(template: str) -> str | None:
+    """Why ``template`` cannot be an ASSOCIATEDDATA template, or None."""
+    unknown = sorted({m for m in _POP_FIELD.findall(template) if m not in POP_FIELDS})
+    if unknown:
+        return (f"{template!r} uses {', '.join('{' + u + '}' for u in unknown)}; a template may use "
+                f"{', '.join('{' + f + '}' for f in POP_FIELDS)}")
+    head, bar, _ = template.partition("|")
+    if not bar or not head.strip().isdigit():
+        return (f"{template!r} must start with the data type Protheus reads, then '|': e.g. '5|{{protocolo}};{{ani}}' "
+                f"(type 5: the P_TMKGETAS customer hook) or '3|{{ani}}' (smartcti.md §3.3)")
+    return None
+
+
+def pop_data(template: str, data: str, ani: str, dnis: str, call_id: str, protocol: str) -> str:
+    """RINGING.ASSOCIATEDDATA: the template filled in; without a template, or for a call that carries no
+    protocol while the template wants one, what the gateway always sent (associated_data)."""
+    default = associated_data(data, ani)
+    if not template or ("{protocolo}" in template and not protocol):
+        return default
+    values = {"protocolo": protocol, "ani": ani, "dnis": dnis, "callid": call_id, "dados": default}
+    return _POP_FIELD.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+
+
+# Asked when a call that pops a screen (CALLTYPE 1 or 3) rings with no ANS protocol known:
+# (device, call id, ANI, DNIS) -> the call's protocol, "" for none. The host may issue one (ans/).
+ProtocolOf = Callable[[str, str, str, str], str]
+
+
 # CALLFAILURE.CAUSE: Protheus' listeners have a message for 2, 8, 10, 11, 20 and 25 only, and word 25 as
 # "atendida por um correio de voz" (smartcti.md §10.7); any other cause shows "O PABX retornou uma
 # informação não esperada". Each PABX cause goes out as the code whose message fits it (docs/events.md).
@@ -139,8 +174,20 @@ def failure_cause(cause: Result) -> int:
 
 
 class Notifier:
-    def __init__(self, switch: Switch):
+    def __init__(self, switch: Switch, *, pop_template: str = "", protocol_of: ProtocolOf | None = None):
         self.switch = switch
+        self.pop_template = pop_template
+        self.protocol_of = protocol_of
+
+    def _pop(self, dev: Device, call: Call | None, ev: CallEvent, data: str, ani: str, dnis: str,
+             kind: int) -> str:
+        """ASSOCIATEDDATA of a RINGING; the call's ANS protocol first found (or issued) here if it pops a screen."""
+        protocol = ev.protocol or (call.protocol if call else "")
+        if not protocol and self.protocol_of is not None and kind in (CALL_TYPE_INBOUND, CALL_TYPE_DIALLER):
+            protocol = self.protocol_of(dev.name, ev.call_id, ani, dnis)
+        if call is not None and protocol:
+            call.protocol = protocol
+        return pop_data(self.pop_template, data, ani, dnis, ev.call_id, protocol)
 
     def in_service(self, device: Device, url: str, spelling: str = "") -> Notification:
         """INSERVICE, the answer to a successful AgentInService, for the session that asked."""
@@ -222,7 +269,7 @@ class Notifier:
             for t in _RESYNC_STEPS.get((before, info.state), ()):
                 ev = CallEvent(t, dev.name, info.call_id, calling=info.calling, called=info.called,
                                group=info.group, data=info.data, direction=info.direction,
-                               trunks=info.trunks, category=info.category)
+                               trunks=info.trunks, category=info.category, protocol=info.protocol)
                 notes += self.on_pabx_event(ev)
         return notes
 
@@ -272,8 +319,9 @@ class Notifier:
         t = ev.type
         if t is E.DELIVERED:
             data = ev.data or (call.data if call else "")
-            return self._notify(dev, "RINGING", ev.call_id, ani, dnis, associated_data(data, ani),
-                                self._call_type(dev, call, ev, ani))
+            kind = self._call_type(dev, call, ev, ani)
+            return self._notify(dev, "RINGING", ev.call_id, ani, dnis, self._pop(dev, call, ev, data, ani, dnis, kind),
+                                kind)
         if t is E.FAILED:
             return self._notify(dev, "CALLFAILURE", ev.call_id, ani, dnis, failure_cause(ev.cause))
         if t is E.TRANSFERRED:
@@ -285,7 +333,8 @@ class Notifier:
             data = ev.data or (call.data if call else "")
             kind = (CALL_TYPE_DIALLER if call and call.direction is Direction.DIALLER else
                     CALL_TYPE_OUTBOUND if self._from_colleague(dev, ani) else CALL_TYPE_INBOUND)
-            out += self._notify(dev, "RINGING", ev.call_id, ani, dnis, associated_data(data, ani), kind)
+            out += self._notify(dev, "RINGING", ev.call_id, ani, dnis, self._pop(dev, call, ev, data, ani, dnis, kind),
+                                kind)
             out += self._notify(dev, "ANSWERED", ev.call_id, ani, dnis)
             return out
         if t is E.CONFERENCED:

@@ -150,11 +150,21 @@ class SetForwarding(Request):
 @dataclass(frozen=True)
 class StartRecording(Request):
     call_id: str = ""
+    protocol: str = ""         # the call's ANS protocol: part of the recording's file name
 
 
 @dataclass(frozen=True)
 class StopRecording(Request):
     call_id: str = ""
+
+
+@dataclass(frozen=True)
+class AttachCallData(Request):
+    """Put ``name=value`` on the call at the PABX (the ANS protocol), where the PABX can carry it."""
+
+    call_id: str = ""
+    name: str = ""
+    value: str = ""
 
 
 @dataclass(frozen=True)
@@ -205,6 +215,7 @@ class CallInfo:
     category: str = ""
     data: str = ""
     direction: Direction = Direction.UNKNOWN
+    protocol: str = ""         # the ANS attendance protocol the call carries (a channel variable)
 
 
 @dataclass(frozen=True)
@@ -262,6 +273,7 @@ class CallEvent:
     cause: Result = Result.SUCCESS
     trunks: str = ""
     category: str = ""
+    protocol: str = ""         # the ANS attendance protocol, when the PABX carries it (Asterisk: PROTOCOLO_ANS)
 
 
 class AgentEventType(Enum):
