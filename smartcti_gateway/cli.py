@@ -129,9 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config error: {e}", file=sys.stderr)
         return 2
     if args.command == "check-config":
+        for warning in (cfg.protocol.warnings if cfg.protocol else []):
+            print(f"warning: {warning}")
         print(f"{path}: OK ({len(cfg.links)} link(s))")
         return 0
     _setup_logging(cfg.log_level)
+    from .ans.store import ProtocolError
     from .gateway import ListenError
     from .registry import RegistryInUse
     try:
@@ -143,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except RegistryInUse as e:
         log.error("cannot start: %s (state_file in %s).", e, path)
+        return 1
+    except ProtocolError as e:
+        log.error("cannot start: %s (in %s).", e, path)
         return 1
     except OSError as e:
         log.error("cannot start: %s.", e)

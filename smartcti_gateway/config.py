@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .ans import options as protocol_options
 from .configread import ConfigError, Map, Reader, between, listen_problem, load_yaml, split_listen
 from .networks import parse_network, parse_networks
 from .pabx import DRIVERS
@@ -119,6 +120,7 @@ class Config:
     # who may read the status page and /metrics (device numbers, agent ids); /healthz and /readyz are open
     status_allow: tuple = field(default_factory=lambda: _default_status_allow())
     tls: TlsConfig | None = None    # HTTPS on the listener(s)
+    protocol: protocol_options.ProtocolConfig | None = None   # ANS attendance protocols; None = off
     source: str = ""
 
 
@@ -255,7 +257,7 @@ def parse(data: Any, source: str = "<config>") -> Config:
     r = Reader(source)
     root = r.mapping(data, "(top level)")
     r.check_keys(root, "", {"tls", "listen", "max_body", "client_timeout", "log_level", "links", "simulator",
-                            "logging", "state_file", "status_allow", "eventing_allow"})
+                            "logging", "state_file", "status_allow", "eventing_allow", "protocol"})
     cfg = Config(source=source)
     cfg.state_file = r.get(root, "state_file", "", str, default_state_file(source))
     cfg.listen = r.get(root, "listen", "", str, cfg.listen, check=listen_problem)
@@ -267,6 +269,7 @@ def parse(data: Any, source: str = "<config>") -> Config:
                           "must be debug, info, warning or error")
 
     cfg.tls = _tls(r, root, "tls", "")
+    cfg.protocol = protocol_options.parse(r, root)
     cfg.eventing_allow = _host_allow(r, root, "eventing_allow", "")
     status_allow = _networks(r, root, "status_allow", "")
     if status_allow is not None:

@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from . import __version__, access, httplog, tls
+from .ans.api import ProtocolApi
+from .ans.service import Protocols
 from .config import Config, LinkConfig, scheme, split_listen, tls_of
 from .core.pabx import PabxError, QuerySystemStatus, QueryVersion
 from .extlog import ExtensionLog, Trace
@@ -55,12 +57,18 @@ class Gateway:
         # a relative dir is relative to the working directory (scripts/run: the repository)
         self.extlog = ExtensionLog(Path(cfg.logging.dir), enabled=cfg.logging.per_extension)
         self.registry = Registry(cfg.state_file, owner=cfg.source) if cfg.state_file else None
+        pc = cfg.protocol
+        # one allocator for every link and channel (ans/): the IVR, the API and the calls as they ring
+        self.protocols = Protocols(pc) if pc is not None and pc.mode != "off" else None
+        self.agi = None
         self.status = Status(self, cfg.status_allow)
 
     async def start(self) -> None:
         self.bad_requests = httplog.install()   # a malformed request: one warning per client address
         if self.cfg.simulator.enabled:
             await self._start_simulator()
+        if self.protocols is not None:
+            await self._start_protocols()
 
         by_listener: dict[str, list[LinkConfig]] = {}
         keys: dict[str, str] = {}    # listen -> the config key that holds it, for messages
@@ -73,6 +81,8 @@ class Gateway:
             app = web.Application(client_max_size=self.cfg.max_body)
             guard = access.install(app)   # links[].allow, links[].pabx.allow
             self.status.add_routes(app)
+            if self.protocols is not None:
+                ProtocolApi(self.protocols).add_routes(app)   # protocol.api_allow, protocol.api_token
             for lc in link_cfgs:
                 link = self._link(lc)
                 command_routes = add_command_routes(app, lc.command_path, link.handle, name=f"link{lc.link_id}",
@@ -119,6 +129,8 @@ class Gateway:
         allow = access.eventing_allow(self.cfg, lc)
         link = Link(lc.link_id, lc.name, driver, timeout=px.timeout, version=VERSION_TEXT,
                     registry=self.registry, eventing_check=allow.problem if allow else None,
+                    protocols=self.protocols,
+                    pop_template=self.cfg.protocol.associated_data if self.cfg.protocol else "",
                     health=HealthOptions(keepalive=px.keepalive, keepalive_timeout=px.keepalive_timeout,
                                          grace=px.grace, reconnect_max=px.reconnect_max, quiet_call=px.quiet_call),
                     eventing=EventingClient(timeout=ev.timeout, wsdl_timeout=ev.wsdl_timeout,
@@ -128,6 +140,23 @@ class Gateway:
                                              report_every=ev.report_every))
         link.set_trace(Trace(self.extlog, lc.link_id))
         return link
+
+    async def _start_protocols(self) -> None:
+        """The protocol numbers' service, and the IVR's FastAGI server when protocol.agi_listen is set."""
+        from .ans.agi_server import AgiServer
+        await self.protocols.start()
+        pc = self.cfg.protocol
+        if not pc.agi_listen:
+            return
+        self.agi = AgiServer(self.protocols, pc.ivr, pc.agi_allow)
+        host, port = split_listen(pc.agi_listen)
+        try:
+            await self.agi.start(host, port)
+        except OSError as e:
+            raise ListenError("protocol.agi_listen", pc.agi_listen, e) from None
+        self.ports[pc.agi_listen] = self.agi.port
+        log.info("ANS protocol IVR (FastAGI) listening on %s:%d: in the dialplan, "
+                 "same => n,AGI(agi://<this host>:%d/protocolo) before Queue()", host, self.agi.port, self.agi.port)
 
     async def _start_simulator(self) -> None:
         """The embedded simulated NGC (sim/digitro), speaking the dialect of the links that use it."""
@@ -167,6 +196,10 @@ class Gateway:
                 log.exception("link %d: error while closing", link.link_id)
         for runner in self.runners:
             await runner.cleanup()
+        if self.agi is not None:
+            await self.agi.close()
+        if self.protocols is not None:
+            await self.protocols.close()
         if self._sim_runner is not None:
             await self._sim_runner.cleanup()
         self.extlog.close()

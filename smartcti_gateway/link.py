@@ -15,15 +15,16 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .core.codes import Result
 from .core.commands import Step, answer, eventing_url_problem
 from .core.engine import Engine, Outcome
 from .core.health import LinkHealth
 from .core.operations import SECRET_PARAMS
-from .core.pabx import (AgentEvent, AgentState, MonitorStart, MonitorStop, PabxError, PabxEvent, PabxUnavailable,
-                        QueryAgentState, Request, SnapshotDevice)
+from .core.pabx import (AgentEvent, AgentState, AttachCallData, CallEvent, CallEventType, MonitorStart,
+                        MonitorStop, PabxError, PabxEvent, PabxUnavailable, QueryAgentState, Request, SnapshotDevice,
+                        StartRecording)
 from .extlog import NO_TRACE, Trace, clip
 from .latency import Latency
 from .pabx.base import Driver
@@ -31,7 +32,12 @@ from .protheus.delivery import DeliveryOptions, EventDelivery
 from .protheus.eventing import EventingClient
 from .registry import Registry
 
+if TYPE_CHECKING:
+    from .ans.service import Protocols
+
 log = logging.getLogger("smartcti_gateway.link")
+
+PROTOCOL_VARIABLE = "PROTOCOLO_ANS"     # the ANS protocol's name on a call at the PABX
 
 # Polled every MV_TMKTIME ms by every listener: logged at debug level only.
 QUIET_OPERATIONS = frozenset({"SystemStatus", "queryAgentState"})
@@ -63,14 +69,17 @@ class Link:
     def __init__(self, link_id: int, name: str, driver: Driver, *, timeout: float, version: str,
                  eventing: EventingClient | None = None, delivery: DeliveryOptions | None = None,
                  health: HealthOptions | None = None, registry: Registry | None = None,
-                 eventing_check: UrlCheck | None = None):
+                 eventing_check: UrlCheck | None = None, protocols: Protocols | None = None,
+                 pop_template: str = ""):
         self.link_id = link_id
         self.name = name
         self.driver = driver
         self.timeout = timeout
         self.ho = health or HealthOptions()
         self.health = LinkHealth(grace=self.ho.grace, backoff_max=self.ho.reconnect_max, clock=time.monotonic)
-        self.engine = Engine(version, self.health)
+        self.protocols = protocols
+        self.engine = Engine(version, self.health, pop_template=pop_template,
+                             protocol_of=self._protocol_of if protocols is not None else None)
         self.switch = self.engine.switch          # what the status page and /metrics read
         self.eventing = eventing or EventingClient()
         self.delivery = EventDelivery(link_id, self.eventing, delivery, on_release=self._release)
@@ -182,7 +191,11 @@ class Link:
         else:
             started = time.monotonic()
             try:
-                outcome = self.engine.complete(step, await self.ask(step.request))
+                reply = await self.ask(step.request)
+                if isinstance(step.request, StartRecording) and step.request.protocol and self.protocols \
+                        and isinstance(reply, str) and reply:
+                    self.protocols.recorded(step.request.protocol, reply)   # the recording's file name
+                outcome = self.engine.complete(step, reply)
             except PabxError as e:
                 detail = e.detail
                 if isinstance(e, PabxUnavailable):
@@ -228,13 +241,61 @@ class Link:
     # --------------------------------------------------------------- events
     def on_event(self, event: PabxEvent) -> None:
         """A PABX event: update the model, queue what Protheus must hear."""
+        following = self.protocols is not None and isinstance(event, CallEvent)
+        before = self.switch.calls.get(event.call_id) if following else None
         notes = self.engine.pabx_event(event)
         if notes:
             self.delivery.submit(notes)
+        if following:
+            self._follow_protocol(event, self.switch.calls.get(event.call_id) or before)
         if isinstance(event, AgentEvent) and self.registry is not None:
             self._persist(event.device)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("link %d: event %s -> %s", self.link_id, event, [n.name for n in notes])
+
+    # ------------------------------------------------------- ANS protocols
+    def _protocol_of(self, device: str, call_id: str, ani: str, dnis: str) -> str:
+        """A call that pops a screen rings with no ANS protocol on it: the one issued for it (by the IVR,
+        the API), or a new one when ``protocol.issue_at_ringing`` (a Dígitro site, a call that skipped the IVR)."""
+        number = self.protocols.for_call(call_id)
+        if not number and self.protocols.cfg.issue_at_ringing:
+            number = self.protocols.issue_now("phone", call_id=call_id, ani=ani, dnis=dnis, link_id=self.link_id,
+                                              device=device)
+            if number:      # on the call at the PABX too, where it can carry it (CDR, a later transfer)
+                self._in_background(self._attach(device, call_id, number))
+        return number
+
+    async def _attach(self, device: str, call_id: str, number: str) -> None:
+        try:
+            await self.ask(AttachCallData(device, call_id, PROTOCOL_VARIABLE, number))
+        except PabxError as e:
+            log.debug("link %d: protocol %s not attached to call %s at the PABX (%s)", self.link_id, number,
+                      call_id, e.detail)
+
+    def _follow_protocol(self, event: CallEvent, call) -> None:
+        """The record follows its call: where it rang, who answered, when it ended; the extension's log
+        names the number."""
+        t = event.type
+        number = event.protocol or (call.protocol if call is not None else "")
+        if not number and t in (CallEventType.ESTABLISHED, CallEventType.CONNECTION_CLEARED):
+            # issued after the call rang (the API asked with its CALLID): from now on it travels with it
+            number = self.protocols.for_call(event.call_id)
+            if number and call is not None:
+                call.protocol = number
+        if not number:
+            return
+        status = {CallEventType.DELIVERED: "ringing", CallEventType.ESTABLISHED: "answered",
+                  CallEventType.TRANSFERRED: "answered"}.get(t, "")
+        if t is CallEventType.CONNECTION_CLEARED and event.call_id not in self.switch.calls:
+            status = "ended"
+        if not status:
+            return
+        dev = self.switch.device(event.device)
+        agent = dev.agent.agent_id if dev is not None and dev.agent is not None and status == "answered" else ""
+        self.protocols.call_seen(number, event.call_id, self.link_id, status=status,
+                                 device=event.device if status != "ended" else "", agent=agent)
+        if status == "ringing" and self.trace.on:
+            self.trace(event.device, f"PROTOCOLO ANS {number} (call {event.call_id})")
 
     def event_urls(self) -> list[str]:
         """Every distinct Protheus eventing URL of the devices in service."""

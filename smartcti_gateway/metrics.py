@@ -7,7 +7,7 @@ Prometheus text format when /metrics is read.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -18,8 +18,9 @@ from .link import Link
 
 
 class GatewayCollector(Collector):
-    def __init__(self, links: Callable[[], list[Link]]):
+    def __init__(self, links: Callable[[], list[Link]], protocols: Callable[[], Any] = lambda: None):
         self.links = links
+        self.protocols = protocols
 
     def collect(self) -> Iterator:
         commands = CounterMetricFamily("smartcti_commands", "SOAP commands answered, by operation and result",
@@ -63,12 +64,35 @@ class GatewayCollector(Collector):
             calls.add_metric([lid], len(link.switch.calls))
         yield from (commands, latency, events, dropped, retries, depth, received, up, reconnects, in_service,
                     agents, calls)
+        protocols = self.protocols()
+        if protocols is not None:
+            yield from _protocol_metrics(protocols)
 
 
-def registry_for(links: Callable[[], list[Link]]) -> CollectorRegistry:
-    """A registry whose collector reads ``links()`` at each scrape."""
+def _protocol_metrics(protocols) -> Iterator:
+    """The ANS protocols (ans/service.py): issued per channel, failures by kind, today's count."""
+    issued = CounterMetricFamily("smartcti_protocols_issued", "ANS protocol numbers issued since start, by channel",
+                                 labels=["channel"])
+    for channel, n in sorted(protocols.issued.items()):
+        issued.add_metric([channel], n)
+    failures = CounterMetricFamily("smartcti_protocol_failures", "ANS protocols not issued, or helpers that "
+                                   "failed: exhausted (the day ran out), store_failed, external_failed, "
+                                   "hook_failed (the beneficiary hook)", labels=["kind"])
+    for kind in ("exhausted", "store_failed", "refused", "external_failed", "hook_failed"):
+        failures.add_metric([kind], protocols.counts.get(kind, 0))
+    hook = CounterMetricFamily("smartcti_protocol_beneficiary_checks", "Beneficiary cards checked by the hook, "
+                               "by answer", labels=["answer"])
+    for answer in ("valid", "invalid", "failed"):
+        hook.add_metric([answer], protocols.counts.get(f"hook_{answer}", 0))
+    today = GaugeMetricFamily("smartcti_protocols_today", "ANS protocol numbers of today (the numbers' time zone)")
+    today.add_metric([], protocols.today_count())
+    yield from (issued, failures, hook, today)
+
+
+def registry_for(links: Callable[[], list[Link]], protocols: Callable[[], Any] = lambda: None) -> CollectorRegistry:
+    """A registry whose collector reads ``links()`` (and ``protocols()``) at each scrape."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(GatewayCollector(links))
+    registry.register(GatewayCollector(links, protocols))
     return registry
 
 

@@ -9,6 +9,7 @@ JavaScript framework, no CDN, readable on a phone.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from html import escape
 from typing import Protocol
 
@@ -38,7 +39,7 @@ class Status:
         self.gw = source
         self.allow = allow
         self.started = time.time()
-        self.registry = registry_for(lambda: source.links)
+        self.registry = registry_for(lambda: source.links, lambda: getattr(source, "protocols", None))
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/healthz", self.healthz)
@@ -109,7 +110,7 @@ class Status:
             for call in link.switch.calls.values():
                 parties = ", ".join(f"{p} {s.value}" for p, s in call.connections.items())
                 calls.append([link.link_id, call.call_id, call.direction.value, call.calling or "-",
-                              call.called or "-", call.group or "-", parties])
+                              call.called or "-", call.group or "-", call.protocol or "-", parties])
         verdict = ('<p class="ok">Ready</p>' if not problems else
                    "".join(f'<p class="bad">{escape(p)}</p>' for p in problems))
         up = time.time() - self.started
@@ -134,11 +135,22 @@ th {{ background: #f3f3f3; }} small {{ color: #666; }}
 <h2>Events to Protheus</h2>{_table(["link", "waiting", "sent", "no session (99)", "stale", "overflow",
                                     "failed", "retries"], queues)}
 <h2>Calls in progress ({len(calls)})</h2>{_table(["link", "call id", "direction", "ANI", "DNIS", "group",
-                                                 "parties"], calls)}
+                                                 "ANS protocol", "parties"], calls)}
+{self._protocols()}
 <h2>Devices in service ({len(devices)})</h2>{_table(["link", "device", "Protheus processes", "agent", "groups",
                                                     "agent state", "calls"], devices)}
 </body></html>
 """
+
+    def _protocols(self) -> str:
+        """Today's ANS protocol count and the last numbers issued (ans/), when the site issues them."""
+        protocols = getattr(self.gw, "protocols", None)
+        if protocols is None:
+            return ""
+        rows = [[r.number, datetime.fromtimestamp(r.created, protocols.tz).strftime("%d/%m %H:%M:%S"), r.channel, r.status,
+                 r.ani or "-", r.device or "-", r.agent or "-"] for r in protocols.store.latest(10)]
+        return (f"<h2>ANS protocols: {protocols.today_count()} today</h2>"
+                + _table(["protocol", "issued", "channel", "status", "ANI", "device", "agent"], rows))
 
 
 def _table(head: list[str], rows: list[list]) -> str:

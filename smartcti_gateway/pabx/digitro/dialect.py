@@ -44,6 +44,9 @@ METHODS: dict[str, str] = {
     "forward": "cti.siga_me",
     "start_recording": "cti.inicia_gravacao",
     "stop_recording": "cti.encerra_gravacao",
+    # data attached to a call (the ANS protocol, as DADOS "PROTOCOLO_ANS=<n>"): no published method does it,
+    # so it is off ("") unless a site's NGC offers one (pabx.dialect.methods.attach_data)
+    "attach_data": "",
     "agent_login": "cti.login_dac",
     "agent_logout": "cti.logout_dac",
     "agent_ready": "cti.disponivel",

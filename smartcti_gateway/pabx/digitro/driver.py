@@ -391,6 +391,13 @@ def _on_call(method: str, with_call_id: bool = True):
     return handler
 
 
+async def _attach_data(drv: DigitroDriver, r: p.AttachCallData):
+    if not drv.d.methods.get("attach_data"):
+        raise p.PabxError(Result.NOT_SUPPORTED_FEATURE, "this dialect attaches no data to calls "
+                                                        "(pabx.dialect.methods.attach_data)")
+    await drv._call("attach_data", {"device": r.device, "call_id": r.call_id, "data": f"{r.name}={r.value}"})
+
+
 def _to_number(method: str):
     async def handler(drv: DigitroDriver, r):
         await drv._call(method, {"device": r.device, "call_id": r.call_id, "destination": r.number})
@@ -499,6 +506,7 @@ _HANDLERS: dict[type, Callable[..., Any]] = {
     p.SingleStepTransfer: _to_number("single_step_transfer"),
     p.ImmediateTransfer: _to_number("immediate_transfer"),
     p.SetForwarding: _forward,
+    p.AttachCallData: _attach_data,
     p.StartRecording: _on_call("start_recording"),
     p.StopRecording: _on_call("stop_recording"),
     p.SetAgentState: _set_agent_state,

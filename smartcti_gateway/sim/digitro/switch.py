@@ -293,7 +293,7 @@ class Simulator:
         self._handlers: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {}
         for logical, wire in d.methods.items():
             handler = getattr(self, f"_m_{logical}", None)
-            if handler is not None:
+            if handler is not None and wire:
                 self._handlers[wire] = handler
 
     # ============================================================ XML-RPC
@@ -856,6 +856,12 @@ class Simulator:
         if p.call.recording:
             raise Refusal("ESTADO_INVALIDO", f"call {p.call.call_id} is already being recorded")
         p.call.recording = True
+        return {}
+
+    def _m_attach_data(self, a):
+        dev = self._device(a)
+        p = self._pick(dev.name, self._arg(a, "call_id"), (CS.ALERTING, CS.CONNECTED, CS.HELD))
+        p.call.data = self._arg(a, "data")
         return {}
 
     def _m_stop_recording(self, a):
