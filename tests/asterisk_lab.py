@@ -56,6 +56,10 @@ QUEUE_OPTIONS = {"vendas": "timeout = 15\n", "suporte": "timeout = 3\nautopause 
 AMI_USER, AMI_SECRET = "smartcti", "lab-secret-7f3a"
 AMI_READ, AMI_WRITE = "call,agent", "system,call,agent,originate"   # the gateway's user: docs/asterisk.md
 OUTSIDE_BUSY, OUTSIDE_NO_ANSWER = "4833330000", "4833339999"
+# the ANS protocol IVR: the number outside callers dial, and the global variable holding the gateway's FastAGI
+# port (a test sets it with Setvar: the gateway's port is only known once it listens)
+PROTOCOL_NUMBER, AGI_PORT_VARIABLE = "7003", "SMARTCTI_AGI_PORT"
+DIGIT_SECONDS = 0.15         # each prompt of the lab's sounds: a 20-digit number is spoken in about 3 s
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -295,6 +299,9 @@ enabled = yes
 port = {lab.ami_port}
 bindaddr = 127.0.0.1
 
+; what docs/protocolo-ans.md asks of a site: the protocol's channel variable in every AMI event
+channelvars = PROTOCOLO_ANS
+
 [{AMI_USER}]
 secret = {AMI_SECRET}
 ; the least classes docs/asterisk.md asks for: the lab proves they are enough
@@ -325,9 +332,18 @@ exten => _2XXX,1,Dial(PJSIP/${{EXTEN}},30)
 exten => _X.,1,Dial(Local/${{EXTEN}}@outside,60)
  same => n,Hangup()
 
+[globals]
+{AGI_PORT_VARIABLE} = 4573
+
 [incoming]
 ; the outside world calling in: the numbers of the queues
 {incoming}
+; the ANS protocol IVR of docs/protocolo-ans.md, then the sales queue
+exten => {PROTOCOL_NUMBER},1,Answer()
+ same => n,AGI(agi://127.0.0.1:${{{AGI_PORT_VARIABLE}}}/protocolo)
+ same => n,Queue(vendas)
+ same => n,Hangup()
+
 [outside]
 ; the public network, played by dialplan
 exten => {OUTSIDE_BUSY},1,Busy(5)
@@ -360,10 +376,16 @@ class Lab:
         self.phones: dict[str, "Phone"] = {}
 
     def write(self) -> None:
-        for folder in ("etc", "lib", "data/agi-bin", "spool/monitor", "run", "log", "moh"):
+        for folder in ("etc", "lib", "data/agi-bin", "data/sounds/en/digits", "spool/monitor", "run", "log", "moh"):
             (self.scratch / folder).mkdir(parents=True, exist_ok=True)
         # one second of silence as music on hold (µ-law)
         (self.scratch / "moh" / "silence.ulaw").write_bytes(b"\xff" * 8000)
+        # the IVR's prompts and the digits SAY DIGITS plays: short silences, so that an announcement lasts
+        samples = b"\xff" * int(8000 * DIGIT_SECONDS)
+        for digit in "0123456789":
+            (self.scratch / "data" / "sounds" / "en" / "digits" / f"{digit}.ulaw").write_bytes(samples)
+        for prompt in ("protocolo-intro", "protocolo-repetir", "carteirinha", "carteirinha-invalida"):
+            (self.scratch / "data" / "sounds" / "en" / f"{prompt}.ulaw").write_bytes(samples)
         for name, text in _confs(self).items():
             (self.scratch / "etc" / name).write_text(text)
 

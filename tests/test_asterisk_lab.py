@@ -17,8 +17,8 @@ import pytest
 from smartcti_gateway.core.notify import EVENT_PARAMS
 from smartcti_gateway.pabx.asterisk.tracker import Tracker
 
-from .asterisk_lab import (AMI_SECRET, AMI_USER, EXTENSIONS, HOW_TO_GET_ONE, HOW_TO_GET_PHONES, OUTSIDE_BUSY, Lab,
-                           baresip, builds)
+from .asterisk_lab import (AGI_PORT_VARIABLE, AMI_SECRET, AMI_USER, EXTENSIONS, HOW_TO_GET_ONE, HOW_TO_GET_PHONES,
+                           OUTSIDE_BUSY, PROTOCOL_NUMBER, Lab, baresip, builds)
 from .support import RunningGateway, device_events, in_service, mark, names, params, wait_device, wait_for
 
 BUILDS = builds()
@@ -560,3 +560,106 @@ def test_asterisk_restart_is_resynchronised(gw, lab):
     since = agent_ready(gw)
     lab.outside_call(DNIS, ANI)
     wait(gw, "2001", ["LOGGEDON", "READY", "RINGING"], since)
+
+
+# ------------------------------------------------------------ the ANS protocol IVR
+def ans_config(lab: Lab, folder: Path, **ivr) -> dict:
+    cfg = config(lab)
+    cfg["protocol"] = {"registro_ans": "123456", "database": str(folder / "protocols.sqlite"),
+                       "agi_listen": "127.0.0.1:0", "associated_data": "5|{protocolo};{ani}",
+                       "ivr": {"intro": "protocolo-intro", "repeat_key": "", **ivr}}
+    return cfg
+
+
+@pytest.fixture
+def gw_ans(lab, tmp_path):
+    g = RunningGateway(ans_config(lab, tmp_path))
+    try:
+        # the dialplan's AGI() reaches the gateway's FastAGI port through a global variable
+        lab.ami.action("Setvar", Variable=AGI_PORT_VARIABLE, Value=str(g.gateway.agi.port))
+        yield g
+    finally:
+        g.close()
+        lab.reset()
+
+
+def protocol_records(gw, **query) -> list[dict]:
+    from urllib.parse import urlencode
+    status, body, _ = gw.http("GET", f"/protocols?{urlencode(query)}")
+    assert status == 200, body
+    return json.loads(body)["protocols"]
+
+
+def test_the_ivr_issues_speaks_and_the_agents_pop_carries_the_number(gw_ans, lab):
+    """An outside caller dials the IVR: AGI(agi://…/protocolo) issues the number, sets PROTOCOLO_ANS and
+    speaks it, then Queue() rings the agent, whose RINGING carries it through the template; the record
+    follows the call under the CALLID Protheus sees, and the recording is named after it."""
+    gw = gw_ans
+    in_service(gw, "2001")
+    agent_ready(gw)
+    since, seen = mark(gw), len(lab.ami.events)
+    lab.outside_call(PROTOCOL_NUMBER, ANI)
+    said = lab.ami.wait_event(lambda e: e.get("Event") == "AGIExecStart" and
+                              e.get("Command", "").startswith("SAY DIGITS"), timeout=CALL_WAIT, since=seen)
+    number = said["Command"].split()[2]
+    assert len(number) == 20 and number.startswith("123456")
+    ringing, = wait(gw, "2001", ["RINGING"], since)
+    p = params(ringing)
+    assert p["ASSOCIATEDDATA"] == f"5|{number};{ANI}" and p["CALLTYPE"] == "1"
+    # the agent's channel carries the variable too (inherited: __PROTOCOLO_ANS)
+    agent_chan = next(c["Channel"] for c in lab.channels() if c["Channel"].startswith("PJSIP/2001-"))
+    assert lab.ami.action("Getvar", Channel=agent_chan, Variable="PROTOCOLO_ANS").get("Value") == number
+    assert gw.code("Answer", device="2001") == 21
+    lab.phones["2001"].accept()
+    wait(gw, "2001", ["RINGING", "ANSWERED"], since)
+    (record,) = protocol_records(gw, call_id=p["CALLID"])
+    assert (record["protocol"], record["channel"], record["device"], record["agent"], record["status"]) == (
+        number, "phone", "2001", "1234", "answered")
+    assert record["ani"] == ANI
+    assert gw.code("StartRec", device="2001") == 0
+    monitor = lab.scratch / "spool" / "monitor"
+    (rec,) = wait_for(lambda: [f for f in monitor.iterdir() if number in f.name], 5, what="the recording")
+    assert rec.name.startswith(f"smartcti-{number}-")
+    assert wait_for(lambda: protocol_records(gw, call_id=p["CALLID"])[0]["recording"], 5).endswith(rec.name)
+
+
+def test_a_caller_who_hangs_up_during_the_announcement(gw_ans, lab):
+    gw = gw_ans
+    in_service(gw, "2001")
+    agent_ready(gw)
+    since, seen = mark(gw), len(lab.ami.events)
+    lab.outside_call(PROTOCOL_NUMBER, ANI)
+    said = lab.ami.wait_event(lambda e: e.get("Event") == "AGIExecStart" and
+                              e.get("Command", "").startswith("SAY DIGITS"), timeout=CALL_WAIT, since=seen)
+    number = said["Command"].split()[2]
+    lab.ami.action("Hangup", Channel=said["Channel"])
+    record = wait_for(lambda: (r := gw.http("GET", f"/protocols/{number}")) and
+                      json.loads(r[1])["status"] == "caller_hung_up" and json.loads(r[1]), CALL_WAIT,
+                      what="the record says the caller hung up")
+    assert [h["status"] for h in record["history"]] == ["issued", "caller_hung_up"]
+    # the AGI session is closed on our side, the call never reached the queue
+    wait_for(lambda: not any(c["Channel"].startswith("Local/") for c in lab.channels()), CALL_WAIT,
+             what="the caller's channels gone")
+    assert "RINGING" not in names(device_events(gw, "2001", since))
+
+
+def test_a_queue_call_that_skipped_the_ivr_gets_its_number_as_it_rings(lab, tmp_path):
+    """No AGI in this call's dialplan (7001): the number is issued as the agent's phone rings, pops with the
+    call, and is put on the caller's channel (inherited, for the CDR and a later transfer)."""
+    g = RunningGateway(ans_config(lab, tmp_path))
+    try:
+        in_service(g, "2001")
+        agent_ready(g)
+        since = mark(g)
+        lab.outside_call(DNIS, ANI)
+        ringing, = wait(g, "2001", ["RINGING"], since)
+        p = params(ringing)
+        (record,) = protocol_records(g, call_id=p["CALLID"])
+        number = record["protocol"]
+        assert p["ASSOCIATEDDATA"] == f"5|{number};{ANI}"
+        caller = next(c["Channel"] for c in lab.channels() if c["Channel"].endswith(";2"))
+        wait_for(lambda: lab.ami.action("Getvar", Channel=caller, Variable="PROTOCOLO_ANS").get("Value") == number,
+                 5, what="PROTOCOLO_ANS on the caller's channel")
+    finally:
+        g.close()
+        lab.reset()

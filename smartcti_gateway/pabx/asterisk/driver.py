@@ -492,9 +492,20 @@ async def _forward(drv: AsteriskDriver, r: p.SetForwarding):
 
 async def _start_recording(drv: AsteriskDriver, r: p.StartRecording):
     c = drv._chan(r.device, r.call_id, "established")
-    name = _SAFE_FILE.sub("_", f"smartcti-{c.call_id}-{time.strftime('%Y%m%d-%H%M%S')}.wav")
+    # the ANS protocol first: an audit finds the recording of an attendance by its number
+    protocol = f"{r.protocol}-" if r.protocol else ""
+    name = _SAFE_FILE.sub("_", f"smartcti-{protocol}{c.call_id}-{time.strftime('%Y%m%d-%H%M%S')}.wav")
     path = f"{drv.o.recordings.rstrip('/')}/{name}" if drv.o.recordings else name
     await drv._act("MixMonitor", {"Channel": c.name, "File": path}, Result.INVALID_OPTION, r.device)
+    return path
+
+
+async def _attach_data(drv: AsteriskDriver, r: p.AttachCallData):
+    """On the caller's channel, inherited by what it calls next (a transfer): ``__PROTOCOLO_ANS``."""
+    c = drv._chan(r.device, r.call_id)
+    caller = drv.tracker.chans.get(c.peer) or c
+    await drv._act("Setvar", {"Channel": caller.name, "Variable": f"__{r.name}", "Value": r.value},
+                   Result.INVALID_OPTION, r.device)
 
 
 async def _stop_recording(drv: AsteriskDriver, r: p.StopRecording):
@@ -532,6 +543,7 @@ _HANDLERS: dict[type, Callable[..., Any]] = {
     p.SetForwarding: _forward,
     p.StartRecording: _start_recording,
     p.StopRecording: _stop_recording,
+    p.AttachCallData: _attach_data,
     p.QuerySystemStatus: _status,
     p.QueryVersion: _version,
 }

@@ -36,6 +36,9 @@ from ...core.pabx import (AgentEvent, AgentEventType as A, AgentInfo, AgentState
 from .ami import Message
 
 UNKNOWN = "<unknown>"
+# The channel variable the ANS protocol rides on (the gateway's IVR sets it, or the site's dialplan); seen
+# in the events with ``channelvars = PROTOCOLO_ANS`` in manager.conf (docs/protocolo-ans.md).
+PROTOCOL_VARIABLE = "PROTOCOLO_ANS"
 LOGON_REASON = "smartcti-logon"     # the pause of an agent logged on and not yet Ready
 
 DIAL_FAILURES = {"BUSY": Result.BUSY, "NOANSWER": Result.NO_ANSWER, "CONGESTION": Result.NO_DIAL_TONE,
@@ -72,6 +75,7 @@ class Chan:
     gone: bool = False           # left by a transfer: its hang-up is not news
     awaiting_dial: bool = False  # rings, but the DialBegin naming its caller has not come yet
     first_exten: str = ""        # the number it first dialled into: a caller's DNIS, even after a transfer
+    protocol: str = ""           # the ANS protocol of the call (PROTOCOLO_ANS), once seen
 
     @property
     def remote(self) -> str:
@@ -156,10 +160,18 @@ class Tracker:
             c.exten = m.get(prefix + "Exten")
             c.first_exten = c.first_exten or c.exten
         c.context = m.get(prefix + "Context") or c.context
+        if prefix + "ChanVariable" in m.fields:
+            for pair in m.values(prefix + "ChanVariable"):
+                name, _, value = pair.partition("=")
+                if name.lstrip("_") == PROTOCOL_VARIABLE and value:
+                    c.protocol = value
         return c
 
     def _call_event(self, kind: E, c: Chan, **kw) -> None:
-        self.emit(CallEvent(kind, c.device, c.call_id, **kw))
+        if not c.protocol:
+            peer = self.chans.get(c.peer)
+            c.protocol = peer.protocol if peer is not None else ""
+        self.emit(CallEvent(kind, c.device, c.call_id, protocol=c.protocol, **kw))
 
     def _on_Newchannel(self, m: Message) -> None:
         c = self._chan(m)
@@ -252,6 +264,7 @@ class Tracker:
         caller.peer, dest.peer = dest.uniqueid, caller.uniqueid
         source = self._local_origin(caller)
         dest.call_id = source.call_id
+        dest.protocol = dest.protocol or source.protocol or caller.protocol
         dest.dnis = source.dialling or source.dnis or source.first_exten or caller.first_exten or caller.exten
         if dest.awaiting_dial and self.mine(dest):
             self._offered(dest)
@@ -590,7 +603,8 @@ class Tracker:
                                     direction=Direction.OUTBOUND))
             else:
                 out.append(CallInfo(c.call_id, state, calling=c.remote, called=c.dnis or c.exten,
-                                    other_devices=others, group=c.group, direction=Direction.INBOUND))
+                                    other_devices=others, group=c.group, direction=Direction.INBOUND,
+                                    protocol=c.protocol))
             for call_id, held_uid in c.held.items():
                 held = self.chans.get(held_uid)
                 out.append(CallInfo(call_id, CS.HELD, calling=held.caller if held else "",
