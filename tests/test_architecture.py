@@ -134,3 +134,11 @@ def test_no_import_cycles():
 def test_every_driver_package_is_in_the_registry(name):
     from smartcti_gateway.pabx import DRIVERS
     assert name.rsplit(".", 1)[1] in DRIVERS
+
+
+def test_the_ans_protocol_package_stays_out_of_the_pabx_and_the_link():
+    """ans/ is used by the link and the daemon; it never reaches into a PABX, a simulator or the link."""
+    for name in (m for m in MODULES if m.startswith(f"{PACKAGE}.ans")):
+        bad = sorted(m for m in internal(name) if m.startswith((f"{PACKAGE}.pabx", f"{PACKAGE}.sim"))
+                     or m in (f"{PACKAGE}.link", f"{PACKAGE}.gateway"))
+        assert not bad, f"{name} imports {bad}"

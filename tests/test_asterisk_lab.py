@@ -590,18 +590,23 @@ def protocol_records(gw, **query) -> list[dict]:
     return json.loads(body)["protocols"]
 
 
-def test_the_ivr_issues_speaks_and_the_agents_pop_carries_the_number(gw_ans, lab):
-    """An outside caller dials the IVR: AGI(agi://…/protocolo) issues the number, sets PROTOCOLO_ANS and
-    speaks it, then Queue() rings the agent, whose RINGING carries it through the template; the record
-    follows the call under the CALLID Protheus sees, and the recording is named after it."""
-    gw = gw_ans
+def caller_in_the_ivr(gw, lab) -> tuple[int, dict, str]:
+    """Agent 2001 ready, an outside caller dials the IVR: (mark, the AGIExecStart of SAY DIGITS, the number)."""
     in_service(gw, "2001")
     agent_ready(gw)
     since, seen = mark(gw), len(lab.ami.events)
     lab.outside_call(PROTOCOL_NUMBER, ANI)
     said = lab.ami.wait_event(lambda e: e.get("Event") == "AGIExecStart" and
                               e.get("Command", "").startswith("SAY DIGITS"), timeout=CALL_WAIT, since=seen)
-    number = said["Command"].split()[2]
+    return since, said, said["Command"].split()[2]
+
+
+def test_the_ivr_issues_speaks_and_the_agents_pop_carries_the_number(gw_ans, lab):
+    """An outside caller dials the IVR: AGI(agi://…/protocolo) issues the number, sets PROTOCOLO_ANS and
+    speaks it, then Queue() rings the agent, whose RINGING carries it through the template; the record
+    follows the call under the CALLID Protheus sees, and the recording is named after it."""
+    gw = gw_ans
+    since, said, number = caller_in_the_ivr(gw, lab)
     assert len(number) == 20 and number.startswith("123456")
     ringing, = wait(gw, "2001", ["RINGING"], since)
     p = params(ringing)
@@ -625,13 +630,7 @@ def test_the_ivr_issues_speaks_and_the_agents_pop_carries_the_number(gw_ans, lab
 
 def test_a_caller_who_hangs_up_during_the_announcement(gw_ans, lab):
     gw = gw_ans
-    in_service(gw, "2001")
-    agent_ready(gw)
-    since, seen = mark(gw), len(lab.ami.events)
-    lab.outside_call(PROTOCOL_NUMBER, ANI)
-    said = lab.ami.wait_event(lambda e: e.get("Event") == "AGIExecStart" and
-                              e.get("Command", "").startswith("SAY DIGITS"), timeout=CALL_WAIT, since=seen)
-    number = said["Command"].split()[2]
+    since, said, number = caller_in_the_ivr(gw, lab)
     lab.ami.action("Hangup", Channel=said["Channel"])
     record = wait_for(lambda: (r := gw.http("GET", f"/protocols/{number}")) and
                       json.loads(r[1])["status"] == "caller_hung_up" and json.loads(r[1]), CALL_WAIT,

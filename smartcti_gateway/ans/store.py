@@ -13,6 +13,7 @@ seconds (a PABX's call ids may come round again after a restart).
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -141,6 +142,24 @@ class ProtocolStore:
     def close(self) -> None:
         self.db.close()
 
+    @contextlib.contextmanager
+    def _transaction(self, durable: bool = False):
+        """One write transaction, taken at once (BEGIN IMMEDIATE: processes sharing the file take turns);
+        ``durable``: its commit is on the disk before this returns (synchronous=FULL)."""
+        if durable:
+            self.db.execute("PRAGMA synchronous=FULL")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        finally:
+            if durable:
+                self.db.execute("PRAGMA synchronous=NORMAL")
+
     # --------------------------------------------------------------- issue
     @_locked
     def issue(self, channel: str, *, call_id: str = "", ani: str = "", dnis: str = "", beneficiary: str = "",
@@ -149,41 +168,40 @@ class ProtocolStore:
         """A new number for an attendance, or the one this call already has: (record, new?).
         ``number`` given: store a number an external generator made."""
         now = self.clock()
+        known = None
         try:
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction(durable=True):
                 if call_id:
-                    row = self.db.execute(
+                    known = self.db.execute(
                         "SELECT number FROM protocol_calls WHERE call_id = ? AND created >= ? "
                         "ORDER BY created DESC LIMIT 1", (call_id, now - self.call_window)).fetchone()
-                    if row:
-                        self.db.execute("COMMIT")
-                        return self.get(row[0]), False
-                day = day_of(datetime.fromtimestamp(now, timezone.utc), self.tz)
-                if not number:
-                    number = self._next(day.isoformat(), day)
-                elif self.db.execute("SELECT 1 FROM protocols WHERE number = ?", (number,)).fetchone():
-                    raise ProtocolError(f"the external generator returned {number}, which was already issued: "
-                                        f"it must never give a number twice")
-                history = json.dumps([[now, "issued", channel]])
-                self.db.execute(
-                    "INSERT INTO protocols (number, day, created, updated, channel, source, status, ani, dnis, "
-                    "beneficiary, reference, link_id, device, history) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (number, day.isoformat(), now, now, channel, source, "issued", ani, dnis, beneficiary,
-                     reference, link_id, device, history))
-                if call_id:
-                    self.db.execute("INSERT OR IGNORE INTO protocol_calls VALUES (?,?,?)", (call_id, number, now))
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            finally:
-                self.db.execute("PRAGMA synchronous=NORMAL")
+                if known is None:
+                    number = self._insert(channel, now, number, source, call_id=call_id, ani=ani, dnis=dnis,
+                                          beneficiary=beneficiary, reference=reference, link_id=link_id,
+                                          device=device)
         except sqlite3.Error as e:
             raise StoreFailed(f"the protocol database {self.path or ':memory:'} could not be written ({e}); "
                               f"check the disk and the file's permissions") from None
+        if known is not None:
+            return self.get(known[0]), False
         return self.get(number), True
+
+    def _insert(self, channel: str, now: float, number: str, source: str, *, call_id: str, **values) -> str:
+        day = day_of(datetime.fromtimestamp(now, timezone.utc), self.tz)
+        if not number:
+            number = self._next(day.isoformat(), day)
+        elif self.db.execute("SELECT 1 FROM protocols WHERE number = ?", (number,)).fetchone():
+            raise ProtocolError(f"the external generator returned {number}, which was already issued: "
+                                f"it must never give a number twice")
+        self.db.execute(
+            "INSERT INTO protocols (number, day, created, updated, channel, source, status, ani, dnis, "
+            "beneficiary, reference, link_id, device, history) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (number, day.isoformat(), now, now, channel, source, "issued", values["ani"], values["dnis"],
+             values["beneficiary"], values["reference"], values["link_id"], values["device"],
+             json.dumps([[now, "issued", channel]])))
+        if call_id:
+            self.db.execute("INSERT OR IGNORE INTO protocol_calls VALUES (?,?,?)", (call_id, number, now))
+        return number
 
     def _next(self, key: str, day) -> str:
         row = self.db.execute("SELECT last FROM days WHERE day = ?", (key,)).fetchone()
@@ -207,11 +225,9 @@ class ProtocolStore:
         """What happened to the attendance since: a call id it travelled with, who took it, a recording."""
         now = self.clock()
         try:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 row = self.db.execute("SELECT history, status FROM protocols WHERE number = ?", (number,)).fetchone()
                 if row is None:
-                    self.db.execute("ROLLBACK")
                     return None
                 history = json.loads(row[0])
                 if status and status != row[1]:
@@ -228,10 +244,6 @@ class ProtocolStore:
                                 (*sets.values(), number))
                 if call_id:
                     self.db.execute("INSERT OR IGNORE INTO protocol_calls VALUES (?,?,?)", (call_id, number, now))
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
         except sqlite3.Error as e:
             log.error("protocol %s: could not record %s in %s (%s)", number, status or "an update",
                       self.path or ":memory:", e)
@@ -310,17 +322,15 @@ class ProtocolStore:
     def purge(self, older_than: float) -> int:
         """Records created before ``older_than`` (unix time) are deleted; the day counters stay."""
         try:
-            self.db.execute("BEGIN IMMEDIATE")
-            numbers = [r[0] for r in self.db.execute("SELECT number FROM protocols WHERE created < ?",
-                                                     (older_than,))]
-            for i in range(0, len(numbers), 500):
-                chunk = numbers[i:i + 500]
-                marks = ",".join("?" * len(chunk))
-                self.db.execute(f"DELETE FROM protocol_calls WHERE number IN ({marks})", chunk)
-                self.db.execute(f"DELETE FROM protocols WHERE number IN ({marks})", chunk)
-            self.db.execute("COMMIT")
+            with self._transaction():
+                numbers = [r[0] for r in self.db.execute("SELECT number FROM protocols WHERE created < ?",
+                                                         (older_than,))]
+                for i in range(0, len(numbers), 500):
+                    chunk = numbers[i:i + 500]
+                    marks = ",".join("?" * len(chunk))
+                    self.db.execute(f"DELETE FROM protocol_calls WHERE number IN ({marks})", chunk)
+                    self.db.execute(f"DELETE FROM protocols WHERE number IN ({marks})", chunk)
         except sqlite3.Error as e:
-            self.db.execute("ROLLBACK") if self.db.in_transaction else None
             log.error("protocol records: the retention purge failed (%s); it is tried again in a day", e)
             return 0
         return len(numbers)
