@@ -610,6 +610,9 @@ async def run(p: argparse.Namespace) -> dict:
         # ---- the Asterisk driver against a fake AMI peer, and its own floor
         from .bench_asterisk import run_asterisk
         results["asterisk"] = await run_asterisk(p, peers, tmp, in_service)
+        # ---- the ANS protocol allocator on this machine's disk
+        from .bench_ans import run_ans
+        results["ans"] = run_ans(p, tmp)
         if p.profile:
             results["profile"] = profile_text(tmp / "gateway.prof")
     finally:
@@ -667,6 +670,9 @@ def figures(r: dict) -> list[tuple[str, float, float | None, str, bool | None]]:
     if "asterisk" in r:
         from .bench_asterisk import figures as asterisk_figures
         rows += asterisk_figures(r["asterisk"])
+    if "ans" in r:
+        from .bench_ans import figures as ans_figures
+        rows += ans_figures(r["ans"])
     return rows
 
 
