@@ -369,7 +369,7 @@ class AgiServer:
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._connected, host, port, limit=MAX_LINE)
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("ANS IVR: FastAGI listening on %s:%d (script %s)", host, self.port, SCRIPT)
+        log.debug("ANS IVR: FastAGI listening on %s:%d (script %s)", host, self.port, SCRIPT)
 
     async def close(self) -> None:
         server, self._server = self._server, None

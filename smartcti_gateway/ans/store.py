@@ -99,8 +99,8 @@ class Record:
 
     def public(self, tz: tzinfo = timezone.utc) -> dict:
         """The record as the API returns it: times in ISO 8601 in the numbers' time zone."""
-        out = asdict(self)
-        out["protocol"] = out.pop("number")
+        fields = asdict(self)
+        out = {"protocol": fields.pop("number"), **fields}
         for key in ("created", "updated"):
             out[key] = _iso(out[key], tz)
         out["history"] = [{"at": _iso(t, tz), "status": s, **({"note": n} if n else {})} for t, s, n in self.history]
