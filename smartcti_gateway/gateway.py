@@ -155,6 +155,7 @@ class Gateway:
         except OSError as e:
             raise ListenError("protocol.agi_listen", pc.agi_listen, e) from None
         self.ports[pc.agi_listen] = self.agi.port
+        self.protocols.ivr_counts = self.agi.counts     # for /metrics
         log.info("ANS protocol IVR (FastAGI) listening on %s:%d: in the dialplan, "
                  "same => n,AGI(agi://<this host>:%d/protocolo) before Queue()", host, self.agi.port, self.agi.port)
 

@@ -84,9 +84,14 @@ def _protocol_metrics(protocols) -> Iterator:
                                "by answer", labels=["answer"])
     for answer in ("valid", "invalid", "failed"):
         hook.add_metric([answer], protocols.counts.get(f"hook_{answer}", 0))
+    ivr = CounterMetricFamily("smartcti_protocol_ivr", "The FastAGI protocolo script: sessions, refused (not in "
+                              "agi_allow), protocol_errors (not FastAGI), hangups, issued, failures",
+                              labels=["what"])
+    for what, n in sorted(protocols.ivr_counts.items()):
+        ivr.add_metric([what], n)
     today = GaugeMetricFamily("smartcti_protocols_today", "ANS protocol numbers of today (the numbers' time zone)")
     today.add_metric([], protocols.today_count())
-    yield from (issued, failures, hook, today)
+    yield from (issued, failures, hook, ivr, today)
 
 
 def registry_for(links: Callable[[], list[Link]], protocols: Callable[[], Any] = lambda: None) -> CollectorRegistry:

@@ -636,6 +636,8 @@ def test_a_caller_who_hangs_up_during_the_announcement(gw_ans, lab):
                       json.loads(r[1])["status"] == "caller_hung_up" and json.loads(r[1]), CALL_WAIT,
                       what="the record says the caller hung up")
     assert [h["status"] for h in record["history"]] == ["issued", "caller_hung_up"]
+    wait_for(lambda: 'smartcti_protocol_ivr_total{what="hangups"} 1.0' in gw.http("GET", "/metrics")[1].decode(),
+             5, what="the IVR's hang-up counted in /metrics")
     # the AGI session is closed on our side, the call never reached the queue
     wait_for(lambda: not any(c["Channel"].startswith("Local/") for c in lab.channels()), CALL_WAIT,
              what="the caller's channels gone")

@@ -51,6 +51,7 @@ class Protocols:
         self.clock = clock
         self.counts: Counter[str] = Counter()             # failures, hook results, exhausted…
         self.issued: Counter[str] = Counter()             # channel -> numbers issued since start
+        self.ivr_counts: dict[str, int] = {}              # the FastAGI server's (ans/agi_server.py), if it runs
         self._by_call: OrderedDict[str, str] = OrderedDict()   # call id -> number: the event path's cache
         self._http: aiohttp.ClientSession | None = None
         self._retention: asyncio.Task | None = None
