@@ -8,8 +8,10 @@ import signal
 import sys
 
 from . import __version__
+from .capture import add_capture_parser
 from .config import DEFAULT_CONFIG, Config, ConfigError, load, split_listen
 from .migration import add_import_properties_parser
+from .probe import add_probe_parser
 
 log = logging.getLogger("smartcti_gateway")
 
@@ -103,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     prot.add_argument("--no-sessions", action="store_true",
                       help="answer 99 (no Protheus session) until sessions are opened with POST /sim/sessions")
     add_import_properties_parser(sub)
+    add_capture_parser(sub)
+    add_probe_parser(sub)
     args = parser.parse_args(argv)
-    if args.command == "import-properties":
+    if args.command in ("import-properties", "capture", "probe-pabx"):
         return args.func(args)
 
     if args.command in ("simulate-pabx", "simulate-protheus"):
