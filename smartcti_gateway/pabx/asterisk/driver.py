@@ -139,9 +139,10 @@ class AsteriskDriver(Driver):
             "Context": context, "Extension": exten, "Priority": str(priority), "Application": app,
             "ApplicationData": data})
         if reply.ok:
+            await self._install()
+            # said once it is true: the line says "installed again"
             log.warning("%s: the gateway's dialplan (contexts smartcti-*) was gone from Asterisk, a 'dialplan "
                         "reload' probably; installed again", self.name)
-            await self._install()
         return True
 
     async def reconnect(self, devices: list[str]) -> list[str]:
