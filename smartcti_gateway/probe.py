@@ -139,6 +139,8 @@ MATCHERS: dict[str, tuple[tuple[str, ...], str]] = {
     "status": (("status", "estado|situac|status+sistema|system|pabx|central|ngc|servidor|server|link", "ping",
                 "heartbeat", "keepalive", "saude", "health"), f"{_ACTIONS} {_WHO}"),
     "version": (("versao", "versio"), _ACTIONS),
+    "poll_events": (("evento|event+busca|buscar$|le$|ler$|lista|list|get|fetch|poll|pendente|pending|fila|queue",
+                     "poll", "getevents", "fetchevents"), "registr regist subscri monitor"),
 }
 # ``event`` is the method the NGC calls on the gateway: the NGC's own method list cannot show it.
 NOT_MATCHED = ("event",)

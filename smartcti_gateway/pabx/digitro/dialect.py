@@ -13,6 +13,20 @@ overrides any entry from its config (``pabx.dialect``), e.g.::
 
 docs/digitro-xmlrpc.md documents every entry; the simulator speaks exactly
 this table, so an override applies to both sides.
+
+The shape of the conversation is part of the dialect too, for an NGC (or a DigitroCTILink capture) that
+speaks otherwise; every section is empty by default, which is the shape above (one struct per call,
+a struct answer with RESULTADO, one event method with an EVENTO field, posted to our callback):
+
+    dialect:
+      params: {make_call: [device, number]}      # positional parameters, in this order
+      types: {call_id: int, route: bool}         # how a field goes on the wire (default: as text)
+      replies: {default: fault, agent_state: struct}   # struct | value (the answer is the result) |
+                                                 # fault (any answer is success, a Fault is the refusal)
+      returns: {make_call: call_id}              # a plain answer is this field's value
+      event_methods: {pbx.onRinging: CHAMADA_TOCANDO}  # one method per event instead of EVENTO
+      event_params: {default: [device, call_id, calling, called]}   # positional event parameters
+      transport: {events: poll, poll_interval: 1}     # events asked with methods.poll_events
 """
 from __future__ import annotations
 
@@ -58,6 +72,8 @@ METHODS: dict[str, str] = {
     "version": "cti.versao",
     # PABX -> gateway: the one method the NGC calls on the callback URL.
     "event": "cti.evento",
+    # gateway -> PABX, only with transport.events = poll: the events since the last call (an array)
+    "poll_events": "",
 }
 
 # logical name -> struct member name, for requests, replies and events.
@@ -176,7 +192,11 @@ EVENTS: dict[str, str] = {
     "AGENTE_POS_ATENDIMENTO": "work_after_call",
 }
 
-SECTIONS = ("methods", "fields", "results", "agent_states", "call_states", "directions", "events")
+SECTIONS = ("methods", "fields", "results", "agent_states", "call_states", "directions", "events",
+            "params", "types", "replies", "returns", "event_methods", "event_params", "transport")
+TYPES = ("str", "int", "bool")
+REPLY_STYLES = ("struct", "value", "fault")
+TRANSPORTS = ("callback", "poll")
 
 
 @dataclass
@@ -190,17 +210,35 @@ class Dialect:
     call_states: dict[str, ConnectionState] = field(default_factory=lambda: dict(CALL_STATES))
     directions: dict[str, Direction] = field(default_factory=lambda: dict(DIRECTIONS))
     events: dict[str, str] = field(default_factory=lambda: dict(EVENTS))
+    params: dict[str, list[str]] = field(default_factory=dict)        # logical method -> positional fields
+    types: dict[str, str] = field(default_factory=dict)               # logical field -> str | int | bool
+    replies: dict[str, str] = field(default_factory=dict)             # logical method or default -> style
+    returns: dict[str, str] = field(default_factory=dict)             # logical method -> its plain answer's field
+    event_methods: dict[str, str] = field(default_factory=dict)       # wire method -> EVENTO name
+    event_params: dict[str, list[str]] = field(default_factory=dict)  # wire event method or default -> fields
+    transport: dict[str, Any] = field(default_factory=lambda: {"events": "callback", "poll_interval": 1.0})
+
+    def reply_style(self, method: str) -> str:
+        return self.replies.get(method) or self.replies.get("default") or "struct"
+
+    @property
+    def polled(self) -> bool:
+        return self.transport.get("events") == "poll"
 
     @classmethod
     def with_overrides(cls, overrides: Mapping[str, Mapping[str, Any]] | None) -> "Dialect":
         """Default tables updated from ``overrides``; unknown sections or keys raise ValueError."""
         d = cls()
-        for section, entries in (overrides or {}).items():
+        # the shape sections name methods, fields and events: read after those are overridden
+        for section, entries in sorted((overrides or {}).items(), key=lambda kv: kv[0] in SHAPE_SECTIONS):
             if section not in SECTIONS:
                 raise ValueError(f"unknown dialect section {section!r}; known: {', '.join(SECTIONS)}")
             table = getattr(d, section)
             if not isinstance(entries, Mapping):
                 raise ValueError(f"dialect.{section} must be a mapping")
+            if section in SHAPE_SECTIONS:
+                _shape(d, section, entries)
+                continue
             for key, value in entries.items():
                 key = str(key)
                 if section == "results":
@@ -215,7 +253,14 @@ class Dialect:
                     if section in ("methods", "fields") and key not in table:
                         raise ValueError(f"unknown dialect.{section} entry {key!r}")
                     table[key] = str(value)
+        d.check()
         return d
+
+    def check(self) -> None:
+        """What the shape sections need of the others: raises ValueError saying what is missing."""
+        if self.polled and not self.methods.get("poll_events"):
+            raise ValueError("transport.events: poll needs methods.poll_events (the NGC's method that returns "
+                             "the events)")
 
     def copy(self) -> "Dialect":
         return copy.deepcopy(self)
@@ -232,3 +277,52 @@ class Dialect:
             if v == value:
                 return name
         raise KeyError(value)
+
+
+SHAPE_SECTIONS = ("params", "types", "replies", "returns", "event_methods", "event_params", "transport")
+
+
+def _fields_list(d: Dialect, where: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"dialect.{where} must be a list of field names, e.g. [device, call_id]")
+    unknown = [v for v in value if v not in d.fields]
+    if unknown:
+        raise ValueError(f"dialect.{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(d.fields)}")
+    return list(value)
+
+
+def _shape(d: Dialect, section: str, entries: Mapping[str, Any]) -> None:
+    """One of the sections saying how the conversation is shaped, checked entry by entry."""
+    table = getattr(d, section)
+    for key, value in entries.items():
+        key, where = str(key), f"{section}.{key}"
+        if section == "params":
+            if key not in d.methods:
+                raise ValueError(f"dialect.{where}: unknown method {key!r}")
+            table[key] = _fields_list(d, where, value)
+        elif section == "event_params":
+            table[key] = _fields_list(d, where, value)
+        elif section == "types":
+            if key not in d.fields or value not in TYPES:
+                raise ValueError(f"dialect.{where}: a known field and one of {', '.join(TYPES)}")
+            table[key] = value
+        elif section == "replies":
+            if (key != "default" and key not in d.methods) or value not in REPLY_STYLES:
+                raise ValueError(f"dialect.{where}: a method (or default) and one of {', '.join(REPLY_STYLES)}")
+            table[key] = value
+        elif section == "returns":
+            if key not in d.methods or value not in d.fields:
+                raise ValueError(f"dialect.{where}: a known method and a known field")
+            table[key] = value
+        elif section == "event_methods":
+            if str(value) not in d.events:
+                raise ValueError(f"dialect.{where}: {value!r} is no EVENTO name of dialect.events")
+            table[key] = str(value)
+        elif section == "transport":
+            if key == "events" and value in TRANSPORTS:
+                table[key] = value
+            elif key == "poll_interval" and isinstance(value, (int, float)) and 0.05 <= value <= 60:
+                table[key] = float(value)
+            else:
+                raise ValueError(f"dialect.{where}: events is one of {', '.join(TRANSPORTS)}; poll_interval "
+                                 f"is 0.05 to 60 seconds")

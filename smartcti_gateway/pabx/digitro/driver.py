@@ -37,6 +37,12 @@ class XmlRpcFaultError(Exception):
     pass
 
 
+class _EventRefused(Exception):
+    def __init__(self, code: int, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
 def _dumps_response(value: Any) -> bytes:
     return xmlrpc.client.dumps((value,), methodresponse=True, allow_none=False).encode("utf-8")
 
@@ -119,6 +125,8 @@ class DigitroDriver(Driver):
         self.channel = ""
         self._session: aiohttp.ClientSession | None = None
         self._on_event: EventSink = lambda ev: None
+        self._on_lost: LostSink = lambda reason: None
+        self._poller: asyncio.Task | None = None      # dialect.transport.events = poll
         self._register_lock = asyncio.Lock()
         self.monitored: set[str] = set()
         self.body_timeout = body_timeout   # s for the NGC to send an event's body (HTTP 408 after)
@@ -151,7 +159,7 @@ class DigitroDriver(Driver):
 
     def listening(self, scheme: str, host: str, port: int) -> None:
         """The NGC is told (cti.registra_retorno) to post events there, unless callback_url says where."""
-        if self.callback_url or not self.events_path:
+        if self.callback_url or not self.events_path or self.d.polled:
             return
         if host in ("0.0.0.0", "::", ""):
             host = local_address_towards(self.url)
@@ -160,14 +168,23 @@ class DigitroDriver(Driver):
 
     # ------------------------------------------------------------ lifecycle
     async def start(self, on_event: EventSink, on_lost: LostSink = lambda reason: None) -> None:
-        self._on_event = on_event
+        self._on_event, self._on_lost = on_event, on_lost
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=self.timeout),
             connector=aiohttp.TCPConnector(limit=32, keepalive_timeout=30, ssl=self.ssl_context or True),
         )
         # the link makes the first contact (reconnect: listener and monitors), and judges its outcome
+        if self.d.polled:
+            self._poller = asyncio.get_running_loop().create_task(self._poll())
 
     async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            try:
+                await self._poller
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping
+                pass
+            self._poller = None
         if self._session is not None:
             if self.channel:
                 try:
@@ -178,7 +195,7 @@ class DigitroDriver(Driver):
             self._session = None
 
     async def _ensure_registered(self) -> None:
-        if self.channel or not self.callback_url:
+        if self.channel or not (self.callback_url or self.d.polled) or not self.d.methods.get("register_listener"):
             return
         async with self._register_lock:
             if self.channel:
@@ -187,6 +204,32 @@ class DigitroDriver(Driver):
             self.channel = str(reply.get(self.d.fields["channel"], ""))
             log.info("%s: events registered at %s (channel %s)", self.name, redact_url(self.callback_url),
                      self.channel)
+
+    async def _poll(self) -> None:
+        """transport.events = poll: ask the NGC for its events every poll_interval; each one goes where a
+        posted one would. A failed poll is a lost link for the link's supervisor to judge."""
+        interval = float(self.d.transport.get("poll_interval", 1.0))
+        event_method = self.d.methods.get("event") or None
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                reply = await self._call("poll_events", {"channel": self.channel} if self.channel else {})
+            except p.PabxUnavailable as e:
+                self._on_lost(e.detail)
+                continue
+            except p.PabxError as e:
+                log.warning("%s: polling for events refused: %s", self.name, e.detail)
+                continue
+            items = reply.get("events", [])
+            for item in items if isinstance(items, list) else []:
+                if isinstance(item, dict):
+                    self.accept_event(event_method, (item,))
+                elif isinstance(item, list) and self.d.event_methods and item and isinstance(item[0], str):
+                    self.accept_event(item[0], tuple(item[1:]))
+                elif isinstance(item, list):
+                    self.accept_event(event_method, tuple(item))
+                else:
+                    self.events_rejected += 1
 
     # ------------------------------------------------------------ link health
     async def keepalive(self) -> bool:
@@ -224,14 +267,18 @@ class DigitroDriver(Driver):
         if self._session is None:
             raise p.PabxUnavailable(Result.OUT_OF_SERVICE, "driver not started")
         f = self.d.fields
-        struct = {f[k]: v for k, v in params.items()}
+        struct = {f[k]: self._encode(k, v) for k, v in params.items()}
         wire_method = self.d.methods[method]
-        body = xmlrpc.client.dumps((struct,), wire_method, allow_none=False).encode("utf-8")
+        if not wire_method:
+            raise p.PabxError(Result.NOT_SUPPORTED_FEATURE, f"the dialect has no {method} method")
+        layout = self.d.params.get(method)
+        args = tuple(struct.get(f[k], self._encode(k, "")) for k in layout) if layout is not None else (struct,)
+        body = xmlrpc.client.dumps(args, wire_method, allow_none=False).encode("utf-8")
         device = str(params.get("device", "")) if self.trace.on else ""
         if device:
             self.trace(device, f"PABX> {wire_method} {masked_struct(struct)}")
         try:
-            reply = await self._post(wire_method, body)
+            reply = await self._post(method, wire_method, body)
         except p.PabxError as e:
             if device:
                 self.trace(device, f"PABX< {wire_method} failed: {e.code.value} {e.detail}")
@@ -240,7 +287,19 @@ class DigitroDriver(Driver):
             self.trace(device, f"PABX< {wire_method} {masked_struct(reply)}")
         return reply
 
-    async def _post(self, wire_method: str, body: bytes) -> dict[str, Any]:
+    def _encode(self, field: str, value: Any) -> Any:
+        """A logical field's value as the dialect puts it on the wire (dialect.types; text by default)."""
+        kind = self.d.types.get(field)
+        if kind == "int":
+            if isinstance(value, int):
+                return value
+            text = str(value).strip()
+            return int(text) if re.fullmatch(r"-?\d{1,18}", text) else 0
+        if kind == "bool":
+            return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "s", "sim", "yes")
+        return value
+
+    async def _post(self, method: str, wire_method: str, body: bytes) -> dict[str, Any]:
         f = self.d.fields
         try:
             async with self._session.post(self.url, data=body, headers={"Content-Type": "text/xml"}) as resp:
@@ -258,8 +317,21 @@ class DigitroDriver(Driver):
             raise self._refusal(wire_method, str(fault.faultCode), fault.faultString) from None
         except Exception as e:  # noqa: BLE001 - anything unreadable is the PABX's fault
             raise p.PabxError(Result.INVALID_SIZE_BUFFER, f"{wire_method}: unreadable answer ({e})") from None
+        if method == "poll_events" and isinstance(reply, list):
+            return {f["result"]: OK, "events": reply}
+        style = self.d.reply_style(method)
+        if style == "value":        # the answer is the result itself: OK, or a code of dialect.results
+            result = str(reply)
+            if result != OK and self.d.results.get(result) != Result.SUCCESS:
+                raise self._refusal(wire_method, result, "")
+            return {f["result"]: OK}
+        if style == "fault" and not isinstance(reply, dict):   # any answer is success; a Fault was the refusal
+            returned = self.d.returns.get(method)
+            return {f["result"]: OK, **({f[returned]: reply} if returned else {})}
         if not isinstance(reply, dict):
             raise p.PabxError(Result.INVALID_SIZE_BUFFER, f"{wire_method}: answer is not a struct")
+        if style == "fault":
+            return {f["result"]: OK, **reply}
         result = str(reply.get(f["result"], ""))
         if result != OK:
             raise self._refusal(wire_method, result, str(reply.get(f["message"], "")))
@@ -294,37 +366,64 @@ class DigitroDriver(Driver):
             self.events_rejected += 1
             log.warning("%s: unreadable event from %s: %s", self.name, request.remote, e)
             return web.Response(body=_dumps_fault(1, f"unreadable XML-RPC request: {e}"), content_type="text/xml")
-        if method != self.d.methods["event"]:
-            self.events_rejected += 1
-            return web.Response(body=_dumps_fault(1, f"unknown method {method!r}; expected {self.d.methods['event']}"),
-                                content_type="text/xml")
-        if len(params) != 1 or not isinstance(params[0], dict):
-            self.events_rejected += 1
-            return web.Response(body=_dumps_fault(2, "the event must be one struct"), content_type="text/xml")
-        if _too_deep(params[0]):
-            self.events_rejected += 1
-            return web.Response(body=_dumps_fault(2, f"the event nests more than {_MAX_DEPTH} arrays or structs"),
-                                content_type="text/xml")
+        fault = self.accept_event(method, params)
+        if fault is not None:
+            return web.Response(body=_dumps_fault(*fault), content_type="text/xml")
+        return web.Response(body=_dumps_response({self.d.fields["result"]: OK}), content_type="text/xml")
+
+    def _event_struct(self, method: str | None, params: tuple) -> dict[str, Any]:
+        """The event as one struct of wire field names, whatever its shape in the dialect; _EventRefused
+        (fault code, message) when it is not an event."""
+        d = self.d
+        if d.event_methods:                   # one method per event: the method says which
+            name = d.event_methods.get(method or "")
+            if name is None:
+                raise _EventRefused(1, f"unknown method {method!r}; expected one of {', '.join(d.event_methods)}")
+        elif method != d.methods["event"]:
+            raise _EventRefused(1, f"unknown method {method!r}; expected {d.methods['event']}")
+        else:
+            name = None
+        layout = d.event_params.get(method or "") or d.event_params.get("default")
+        if layout is not None:
+            if len(params) > len(layout) or any(isinstance(v, (dict, list)) for v in params):
+                raise _EventRefused(2, f"the event takes at most {len(layout)} plain parameters ({', '.join(layout)})")
+            struct = {d.fields[k]: v for k, v in zip(layout, params)}
+        elif len(params) != 1 or not isinstance(params[0], dict):
+            raise _EventRefused(2, "the event must be one struct")
+        else:
+            struct = params[0]
+        if _too_deep(struct):
+            raise _EventRefused(2, f"the event nests more than {_MAX_DEPTH} arrays or structs")
+        if name is not None:
+            struct = {**struct, d.fields["event"]: name}
+        return struct
+
+    def accept_event(self, method: str | None, params: tuple) -> tuple[int, str] | None:
+        """One event from the NGC, posted to us or returned by a poll: to the link. The fault owed to the
+        NGC when it is refused, else None. Never raises."""
         try:
-            event = self.parse_event(params[0])
+            struct = self._event_struct(method, params)
+            event = self.parse_event(struct)
+        except _EventRefused as e:
+            self.events_rejected += 1
+            return e.code, e.message
         except ValueError as e:
             self.events_rejected += 1
             log.warning("%s: event refused: %s", self.name, e)
-            return web.Response(body=_dumps_fault(3, str(e)), content_type="text/xml")
+            return 3, str(e)
         except Exception as e:  # noqa: BLE001 - a bug here costs the NGC one fault, not the endpoint
             self.events_rejected += 1
             log.exception("%s: event not understood", self.name)
-            return web.Response(body=_dumps_fault(3, f"event not understood ({type(e).__name__})"),
-                                content_type="text/xml")
+            return 3, f"event not understood ({type(e).__name__})"
         self.events_received += 1
         if self.trace.on:
-            self.trace(str(params[0].get(self.d.fields["device"], "")), f"PABX event {masked_struct(params[0])}")
+            self.trace(str(struct.get(self.d.fields["device"], "")), f"PABX event {masked_struct(struct)}")
         if event is not None:
             try:
                 self._on_event(event)
             except Exception:  # noqa: BLE001 - one bad event must not stop the others
                 log.exception("%s: failed to apply event %r", self.name, event)
-        return web.Response(body=_dumps_response({self.d.fields["result"]: OK}), content_type="text/xml")
+        return None
 
     def parse_event(self, s: dict[str, Any]) -> p.PabxEvent | None:
         """A neutral event from an event struct; None for events the gateway does not use."""
