@@ -218,6 +218,10 @@ class Dialect:
     event_params: dict[str, list[str]] = field(default_factory=dict)  # wire event method or default -> fields
     transport: dict[str, Any] = field(default_factory=lambda: {"events": "callback", "poll_interval": 1.0})
 
+    def success(self, result: str) -> bool:
+        """A result value that means done: OK, or any value dialect.results maps to 0 (an NGC answering 0)."""
+        return result == OK or self.results.get(result) == Result.SUCCESS
+
     def reply_style(self, method: str) -> str:
         return self.replies.get(method) or self.replies.get("default") or "struct"
 

@@ -322,7 +322,7 @@ class DigitroDriver(Driver):
         style = self.d.reply_style(method)
         if style == "value":        # the answer is the result itself: OK, or a code of dialect.results
             result = str(reply)
-            if result != OK and self.d.results.get(result) != Result.SUCCESS:
+            if not self.d.success(result):
                 raise self._refusal(wire_method, result, "")
             return {f["result"]: OK}
         if style == "fault" and not isinstance(reply, dict):   # any answer is success; a Fault was the refusal
@@ -333,7 +333,7 @@ class DigitroDriver(Driver):
         if style == "fault":
             return {f["result"]: OK, **reply}
         result = str(reply.get(f["result"], ""))
-        if result != OK:
+        if not self.d.success(result):
             raise self._refusal(wire_method, result, str(reply.get(f["message"], "")))
         return reply
 
