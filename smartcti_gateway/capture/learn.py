@@ -1,0 +1,495 @@
+"""``smartcti-gateway learn CAPTURE -o dialect.yaml``: the NGC's dialect, read off a capture of DigitroCTILink.
+
+No I/O but the file: the records (capture/reader.py) in, a ``pabx.dialect`` override and a report out.
+Three correlations do the work:
+
+* each SOAP command Protheus sent is matched with the XML-RPC calls DigitroCTILink made while it answered
+  it (time), and among those with the one that shares its values (device, number, agent, group, call id):
+  that gives the method's wire name, its parameters (one struct's member names, or positional order),
+  their wire types, and how a success and a refusal look (a result member, a plain value, a Fault) with
+  the SOAP code DigitroCTILink answered for each;
+* each NGC event (posted to DigitroCTILink's callback, or answered to a poll) is matched with the SOAP
+  events DigitroCTILink then pushed to Protheus for the same device: that gives the event's name (a type
+  member, or one method per event), its fields and the states and causes it carries;
+* queryAgentState's SOAP answer (25…30) names the NGC's agent states.
+
+What differs from the default dialect is written; what was seen but not understood, and the operations
+the capture never exercised, are reported so the technician knows what to do once more.
+"""
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..pabx.digitro.dialect import Dialect
+
+# SOAP operation -> the logical method DigitroCTILink must have called for it
+OPERATION_METHODS = {
+    "AgentInService": "monitor_start", "AgentOutOfService": "monitor_stop",
+    "Logon": "agent_login", "LogonPass": "agent_login", "Logoff": "agent_logout", "LogoffPass": "agent_logout",
+    "Ready": "agent_ready", "ReadyPass": "agent_ready", "NotReady": "agent_not_ready",
+    "NotReadyPass": "agent_not_ready", "MakeCall": "make_call", "MakeCallPass": "make_call",
+    "Answer": "answer", "ConnectionClear": "clear", "Hold": "hold", "Retrieve": "retrieve",
+    "Alternate": "alternate", "Conference": "conference", "Consultation": "consultation",
+    "Transfer": "transfer", "OneStepCallTransfer": "single_step_transfer",
+    "ImmediateTransfer": "immediate_transfer", "Redirect": "forward", "StartRec": "start_recording",
+    "StopRec": "stop_recording", "queryAgentState": "agent_state", "GetCallList": "group_calls",
+    "SystemStatus": "status", "showVersion": "version",
+}
+# what a technician does with one test agent during a capture (docs/migration.md)
+ROUND = ("AgentInService", "Logon", "Ready", "inbound call (RINGING)", "Answer", "Hold", "Retrieve",
+         "OneStepCallTransfer", "MakeCall", "NotReady", "Logoff")
+# SOAP argument -> the logical field its value travels in toward the NGC
+ARG_FIELDS = {"device": "device", "cDevice": "device", "telephoneNumber": "number", "deviceTo": "destination",
+              "agentID": "agent", "groupID": "groups", "CallID": "call_id", "Route": "route", "route": "route"}
+# SOAP event -> neutral event name (dialect.events values)
+EVENT_KINDS = {"SERVICEINITIATED": "service_initiated", "ORIGINATED": "originated", "RINGING": "delivered",
+               "ANSWERED": "established", "CALLFAILURE": "failed", "HELD": "held", "RETRIEVE": "retrieved",
+               "CONNECTIONCLEARED": "connection_cleared", "LOGGEDON": "logged_on", "LOGGEDOFF": "logged_off",
+               "READY": "ready", "NOTREADY": "not_ready"}
+# SOAP event parameter -> logical field of the NGC's event
+EVENT_FIELDS = {"CDEVICE": "device", "CALLID": "call_id", "ANI": "calling", "DNIS": "called",
+                "CAGENTID": "agent", "CGROUPID": "groups"}
+# queryAgentState's answer -> neutral agent state (smartcti.md §2)
+AGENT_CODES = {25: "logged_off", 26: "logged_on", 27: "work_after_call", 28: "ready", 29: "busy", 30: "not_ready"}
+EVENT_WINDOW = 2.0        # s between an NGC event and the SOAP events DigitroCTILink pushed for it
+_STATE_WORDS = re.compile(r"estado|situac|state|status", re.I)   # a member naming an agent's state
+POLL_MIN_CALLS = 3        # a method called this often outside any command, answering arrays: the event poll
+
+
+class LearnError(ValueError):
+    """The capture holds nothing to learn from (no XML-RPC side, no SOAP side)."""
+
+
+@dataclass
+class Call:
+    t: float
+    method: str
+    params: list
+    answer: Any = None          # parsed answer: {"result": v} or {"fault": {...}}
+    used: bool = False
+
+
+@dataclass
+class Report:
+    learned: list[str] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)
+    not_exercised: list[str] = field(default_factory=list)
+    samples: Counter = field(default_factory=Counter)
+
+    def text(self) -> str:
+        lines = ["learned:"] + [f"  {x}" for x in self.learned]
+        if self.unmapped:
+            lines += ["seen but not understood (add by hand, or capture them once more):"]
+            lines += [f"  {x}" for x in self.unmapped]
+        if self.not_exercised:
+            lines += ["never exercised by this capture (do them once more with the test agent, then learn "
+                      "again):"] + [f"  {x}" for x in self.not_exercised]
+        return "\n".join(lines)
+
+
+def _pairs(records: list[dict], request_dir: str, answer_dir: str, side: str) -> list[tuple[dict, dict | None]]:
+    answers = {r["conn"]: r for r in records if r.get("side") == side and r.get("dir") == answer_dir}
+    return [(r, answers.get(r["conn"])) for r in records
+            if r.get("side") == side and r.get("dir") == request_dir and r.get("parsed")]
+
+
+def _text(v: Any) -> str:
+    return v if isinstance(v, str) else str(v)
+
+
+def _wire_type(v: Any) -> str:
+    return "bool" if isinstance(v, bool) else "int" if isinstance(v, int) else "str"
+
+
+class Learner:
+    def __init__(self, records: list[dict]):
+        self.records = records
+        self.default = Dialect()
+        self.report = Report()
+        self.out: dict[str, dict] = defaultdict(dict)
+        self.calls = [Call(r["t"], r["parsed"]["method"], list(r["parsed"].get("params") or []),
+                           (a or {}).get("parsed"))
+                      for r, a in _pairs(records, "to_pabx", "from_pabx", "xmlrpc") if "method" in r["parsed"]]
+        self.commands = [(r, a) for r, a in _pairs(records, "to_middleware", "from_middleware", "soap")
+                         if "operation" in r["parsed"]]
+        self.soap_events = [r for r, _ in _pairs(records, "event_to_protheus", "event_answer", "soap")
+                            if r["parsed"].get("operation") in EVENT_KINDS or r["parsed"].get("operation") == "INSERVICE"]
+        if not self.calls and not self.commands:
+            raise LearnError("the capture holds neither XML-RPC calls to the NGC nor SOAP commands from Protheus: "
+                             "record with both --xmlrpc-listen/--xmlrpc-upstream and --soap-listen/--soap-upstream")
+        self.call_ids: set[str] = {_text(e["parsed"]["args"].get("CALLID", "")) for e in self.soap_events} - {""}
+        self.field_votes: dict[str, Counter] = defaultdict(Counter)
+        self.type_votes: dict[str, Counter] = defaultdict(Counter)
+
+    # ------------------------------------------------------------ commands
+    def _values(self, args: dict) -> dict[str, str]:
+        """SOAP argument values -> logical field, for matching what the NGC was sent."""
+        out = {}
+        for name, value in args.items():
+            logical = ARG_FIELDS.get(name)
+            if logical and _text(value).strip():
+                out[_text(value).strip()] = logical
+            if name == "agentPass" and value:
+                out[_text(value)] = "device_password"
+        return out
+
+    def _field_of(self, value: Any, values: dict[str, str]) -> str:
+        text = _text(value).strip()
+        if text in values:
+            return values[text]
+        if text in self.call_ids:
+            return "call_id"
+        return ""
+
+    def _window(self, request: dict, answer: dict | None) -> list[Call]:
+        end = answer["t"] if answer else request["t"] + 5.0
+        return [c for c in self.calls if request["t"] <= c.t <= end and not c.used]
+
+    def learn_commands(self) -> None:
+        methods: dict[str, Counter] = defaultdict(Counter)
+        examples: dict[str, list[tuple[Call, dict, str]]] = defaultdict(list)
+        for request, answer in self.commands:
+            op = request["parsed"]["operation"]
+            logical = OPERATION_METHODS.get(op)
+            if logical is None:
+                continue
+            args = request["parsed"].get("args") or {}
+            values = self._values(args)
+            window = self._window(request, answer)
+            if not window:
+                continue
+            best = max(window, key=lambda c: (self._shared(c, values), -abs(c.t - request["t"])))
+            if values and not self._shared(best, values) and logical not in ("status", "version"):
+                continue
+            best.used = True
+            methods[logical][best.method] += 1
+            returned = _text((answer or {}).get("parsed", {}).get("return", "")) if answer else ""
+            examples[logical].append((best, values, returned))
+        self.reply_votes: Counter = Counter()
+        for logical, votes in methods.items():
+            wire, n = votes.most_common(1)[0]
+            self.report.samples[logical] = n
+            if wire != self.default.methods.get(logical):
+                self.out["methods"][logical] = wire
+            self.report.learned.append(f"{logical}: {wire} ({n} sample{'s' * (n != 1)})")
+            self._learn_params(logical, [e for e in examples[logical] if e[0].method == wire])
+        self._learn_results(examples)
+
+    def _shared(self, call: Call, values: dict[str, str]) -> int:
+        flat = call.params[0].values() if len(call.params) == 1 and isinstance(call.params[0], dict) else call.params
+        return sum(1 for v in flat if self._field_of(v, values))
+
+    def _learn_params(self, logical: str, examples: list[tuple[Call, dict, str]]) -> None:
+        positional: list[Counter] = []
+        for call, values, _ in examples:
+            if len(call.params) == 1 and isinstance(call.params[0], dict):
+                for member, v in call.params[0].items():
+                    f = self._field_of(v, values) or ("device_password" if v == "***" else "")
+                    if f:
+                        self.field_votes[f][member] += 1
+                        self.type_votes[f][_wire_type(v)] += 1
+            else:
+                while len(positional) < len(call.params):
+                    positional.append(Counter())
+                for i, v in enumerate(call.params):
+                    f = self._field_of(v, values) or ("device_password" if v == "***" else "")
+                    positional[i][f or "?"] += 1
+                    if f:
+                        self.type_votes[f][_wire_type(v)] += 1
+        if positional:
+            layout = [c.most_common(1)[0][0] for c in positional]
+            if "?" in layout:
+                self.report.unmapped.append(f"{logical}: parameter(s) {', '.join(str(i + 1) for i, f in enumerate(layout) if f == '?')} "
+                                            f"of {len(layout)} carry no value Protheus sent; written as 'account'")
+                layout = [f if f != "?" else "account" for f in layout]
+            self.out["params"][logical] = layout
+
+    def _learn_results(self, examples: dict[str, list[tuple[Call, dict, str]]]) -> None:
+        """How success and refusal look: a result member, a plain value, or a Fault; each refusal's code."""
+        styles: dict[str, Counter] = defaultdict(Counter)
+        result_member: Counter = Counter()
+        for logical, items in examples.items():
+            for call, _, returned in items:
+                ans = call.answer or {}
+                code = int(returned) if returned.lstrip("-").isdigit() else None
+                if logical == "agent_state" and code in AGENT_CODES:
+                    code = 0            # queryAgentState answers the state: the call itself succeeded
+                if "fault" in ans:
+                    styles[logical]["fault"] += 1
+                    if code is not None:
+                        self._result(_text(ans["fault"].get("code")), code)
+                    continue
+                result = ans.get("result")
+                if isinstance(result, dict):
+                    for member, v in result.items():
+                        if code == 0 and isinstance(v, str) and v.strip():
+                            result_member[(member, v)] += 1
+                    styles[logical]["struct"] += 1
+                    continue
+                if code == 0:
+                    styles[logical]["plain"] += 1
+                    if _text(result) in self.call_ids and logical in ("make_call", "consultation"):
+                        self.out["returns"][logical] = "call_id"
+                elif code is not None:
+                    styles[logical]["value"] += 1
+                    self._result(_text(result), code)
+        faults = any(c["fault"] for c in styles.values())
+        if result_member:
+            (member, ok), _ = result_member.most_common(1)[0]
+            if member != self.default.fields["result"]:
+                self.out["fields"]["result"] = member
+            if ok != "OK":
+                self.out["results"][ok] = 0
+        chosen: dict[str, str] = {}
+        for logical, c in styles.items():
+            if c["struct"] and not c["plain"]:
+                chosen[logical] = "struct"
+            elif c["value"] or (c["plain"] and not faults and logical == "status"):
+                chosen[logical] = "value"
+            else:
+                chosen[logical] = "fault" if (c["plain"] or c["fault"]) else "struct"
+        if chosen:
+            default = Counter(chosen.values()).most_common(1)[0][0]
+            if default != "struct":
+                self.out["replies"]["default"] = default
+            for logical, style in chosen.items():
+                if style != default:
+                    self.out["replies"][logical] = style
+
+    def _result(self, value: str, code: int) -> None:
+        if value and self.default.results.get(value) != code:
+            self.out["results"][value] = code
+
+    # -------------------------------------------------------------- events
+    def learn_events(self) -> None:
+        events = self._ngc_events()
+        if not events:
+            self.report.unmapped.append("no NGC event in the capture: was an inbound call made?")
+            return
+        names: dict[str, Counter] = defaultdict(Counter)
+        for t, method, params in events:
+            soap = self._following_soap_event(t, params)
+            if soap is None:
+                continue
+            kind = EVENT_KINDS.get(soap["parsed"]["operation"])
+            if kind is None:
+                continue
+            args = soap["parsed"]["args"]
+            values = {_text(v).strip(): EVENT_FIELDS[k] for k, v in args.items()
+                      if k in EVENT_FIELDS and _text(v).strip()}
+            if len(params) == 1 and isinstance(params[0], dict):
+                struct = params[0]
+                type_member = self._type_member(struct)
+                for member, v in struct.items():
+                    f = values.get(_text(v).strip())
+                    if f and member != type_member:
+                        self.field_votes[f][member] += 1
+                names[f"{type_member}={struct.get(type_member)}" if type_member else method][kind] += 1
+            else:
+                positional = self.out.setdefault("_event_positions", {})
+                for i, v in enumerate(params):
+                    f = values.get(_text(v).strip())
+                    positional.setdefault(i, Counter())[f or "?"] += 1
+                names[method][kind] += 1
+        self._event_names(names)
+
+    def _ngc_events(self) -> list[tuple[float, str, list]]:
+        """(time, method, params) of each event the NGC gave: posted to the callback, or in a poll's answer."""
+        out = [(r["t"], r["parsed"]["method"], list(r["parsed"].get("params") or []))
+               for r, _ in _pairs(self.records, "callback_to_gateway", "callback_answer", "xmlrpc")
+               if "method" in r["parsed"]]
+        if out:
+            self.transport = "callback"
+            self.event_wire = Counter(m for _, m, _ in out)
+            return out
+        polls = Counter(c.method for c in self.calls if not c.used and isinstance((c.answer or {}).get("result"), list))
+        method = next((m for m, n in polls.most_common() if n >= POLL_MIN_CALLS), None)
+        if method is None:
+            return []
+        self.transport = "poll"
+        self.out["methods"]["poll_events"] = method
+        self.out["transport"] = {"events": "poll", "poll_interval": self._poll_interval(method)}
+        self.report.learned.append(f"events: polled with {method} every {self.out['transport']['poll_interval']:g} s")
+        for c in self.calls:
+            if c.method == method:
+                c.used = True
+        for c in self.calls:
+            if c.method != method:
+                continue
+            for item in c.answer["result"]:
+                if isinstance(item, list) and item and isinstance(item[0], str) and "." in item[0]:
+                    out.append((c.t, item[0], item[1:]))
+                elif isinstance(item, dict):
+                    out.append((c.t, "", [item]))
+                elif isinstance(item, list):
+                    out.append((c.t, "", item))
+        return out
+
+    def _poll_interval(self, method: str) -> float:
+        times = [c.t for c in self.calls if c.method == method]
+        gaps = sorted(b - a for a, b in zip(times, times[1:]) if b > a)
+        return round(max(0.05, min(60.0, gaps[len(gaps) // 2])), 2) if gaps else 1.0
+
+    def _following_soap_event(self, t: float, params: list) -> dict | None:
+        flat = {_text(v).strip() for v in (params[0].values() if len(params) == 1 and isinstance(params[0], dict)
+                                           else params)}
+        for e in self.soap_events:
+            if t <= e["t"] <= t + EVENT_WINDOW and e["parsed"]["operation"] != "INSERVICE" and not e.get("_used"):
+                args = e["parsed"]["args"]
+                if _text(args.get("CDEVICE", "")).strip() in flat:
+                    e["_used"] = True
+                    return e
+        return None
+
+    def _type_member(self, struct: dict) -> str:
+        member = self.default.fields["event"]
+        if member in struct:
+            return member
+        return self.out.get("fields", {}).get("event", "")
+
+    def _event_names(self, names: dict[str, Counter]) -> None:
+        for key, votes in names.items():
+            kind, n = votes.most_common(1)[0]
+            if "=" in key:
+                member, value = key.split("=", 1)
+                if value not in self.default.events or self.default.events[value] != kind:
+                    self.out["events"][value] = kind
+            else:
+                name = key.rsplit(".", 1)[-1]
+                self.out["events"][name] = kind
+                self.out["event_methods"][key] = name
+            self.report.learned.append(f"event {key} -> {kind} ({n} sample{'s' * (n != 1)})")
+        positions = self.out.pop("_event_positions", None)
+        if positions:
+            layout = [positions[i].most_common(1)[0][0] if i in positions else "?" for i in range(max(positions) + 1)]
+            unknown = [str(i + 1) for i, f in enumerate(layout) if f == "?"]
+            if unknown:
+                self.report.unmapped.append(f"event parameter(s) {', '.join(unknown)} carry nothing Protheus was told; "
+                                            f"written as fields the gateway does not read")
+            spare = iter(f for f in ("other_device", "old_call_id", "last_redirection", "direction", "cause",
+                                     "reason", "trunks", "category", "data") if f not in layout)
+            self.out["event_params"]["default"] = [f if f != "?" else next(spare, "data") for f in layout]
+
+    # ------------------------------------------------------- agent states
+    def learn_agent_states(self) -> None:
+        """The member of agent_state's answer that names the state, and its values: the one whose value
+        follows queryAgentState's SOAP answer (25…30)."""
+        wire = self.out.get("methods", {}).get("agent_state", self.default.methods["agent_state"])
+        samples: list[tuple[str, dict]] = []
+        for request, answer in self.commands:
+            if request["parsed"]["operation"] != "queryAgentState" or not answer:
+                continue
+            returned = _text(answer["parsed"].get("return", ""))
+            state = AGENT_CODES.get(int(returned)) if returned.isdigit() else None
+            call = next((c for c in self.calls if c.used and c.method == wire and request["t"] <= c.t <= answer["t"]),
+                        None)
+            result = (call.answer or {}).get("result") if call else None
+            if state is not None and isinstance(result, dict):
+                samples.append((state, result))
+        if not samples:
+            return
+        members = {m for _, r in samples for m, v in r.items() if isinstance(v, str) and v}
+        default = self.default.fields["agent_state"]
+        fitting = []
+        for m in members:
+            by_state: dict[str, set] = defaultdict(set)
+            for state, r in samples:
+                by_state[state].add(r.get(m))
+            values = [next(iter(v)) for v in by_state.values() if len(v) == 1]
+            if len(values) == len(by_state) and len(set(values)) == len(values) and (len(values) > 1 or m == default
+                                                                                  or _STATE_WORDS.search(m)):
+                fitting.append(m)
+        if len(fitting) > 1:
+            fitting = [m for m in fitting if _STATE_WORDS.search(m)] or fitting
+        if len(fitting) != 1:
+            self.report.unmapped.append(f"agent states: no single member of {wire}'s answer follows the state "
+                                        f"({', '.join(sorted(members)) or 'none'}); ask queryAgentState in more states")
+            return
+        member = fitting[0]
+        if member != default:
+            self.out["fields"]["agent_state"] = member
+        for state, r in samples:
+            value = r[member]
+            known = self.default.agent_states.get(value)
+            if known is None or known.value != state:
+                self.out["agent_states"][value] = state
+        self.report.learned.append(f"agent states: {member} ({len(samples)} sample{'s' * (len(samples) != 1)})")
+
+    # ------------------------------------------------------------- result
+    def learn(self) -> tuple[dict, Report]:
+        self.transport = "callback"
+        self.learn_commands()
+        self.learn_events()
+        self.learn_agent_states()
+        for f, votes in self.field_votes.items():
+            member, n = votes.most_common(1)[0]
+            if member != self.default.fields.get(f):
+                self.out["fields"][f] = member
+        for f, votes in self.type_votes.items():
+            kind = votes.most_common(1)[0][0]
+            if kind != "str" and f not in ("device_password",):
+                self.out["types"][f] = kind
+        if self.transport == "poll" and self.default.methods["register_listener"] not in {c.method for c in self.calls}:
+            self.out["methods"]["register_listener"] = ""
+        seen_ops = {r["parsed"]["operation"] for r, _ in self.commands}
+        seen_events = {e["parsed"]["operation"] for e in self.soap_events}
+        for step in ROUND:
+            if step.startswith("inbound"):
+                if "RINGING" not in seen_events:
+                    self.report.not_exercised.append(step)
+            elif step not in seen_ops and f"{step}Pass" not in seen_ops:
+                self.report.not_exercised.append(step)
+        dialect = {k: dict(v) for k, v in self.out.items() if v}
+        Dialect.with_overrides(dialect)      # what is written must load
+        return dialect, self.report
+
+
+def learn(records: list[dict]) -> tuple[dict, Report]:
+    """The dialect override a capture shows, and the report of how it was learned."""
+    return Learner(records).learn()
+
+
+# ------------------------------------------------------------ command line
+def write_dialect(dialect: dict, report: Report, source: str) -> str:
+    """The YAML of ``pabx.dialect``, with the report as comments above it."""
+    import yaml
+    head = [f"# learned by smartcti-gateway learn from {source}",
+            "# put this mapping under links[].pabx.dialect of the driver: digitro link (docs/migration.md);",
+            "#"]
+    head += [f"# {line}" for line in report.text().splitlines()]
+    body = yaml.safe_dump(dialect, allow_unicode=True, sort_keys=False, default_flow_style=None) if dialect \
+        else "{}   # nothing differs from the default dialect\n"
+    return "\n".join(head) + "\n" + body
+
+
+def add_learn_parser(subparsers):
+    p = subparsers.add_parser("learn", help="learn the NGC's XML-RPC dialect from a capture of DigitroCTILink")
+    p.add_argument("capture", help="the file smartcti-gateway capture wrote")
+    p.add_argument("-o", "--output", required=True, help="where to write the dialect (YAML)")
+    p.add_argument("--force", action="store_true", help="overwrite the output file")
+    p.set_defaults(func=run_learn)
+    return p
+
+
+def run_learn(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from .reader import CaptureError, read_capture
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        print(f"learn: {out} exists; give another -o, or --force to overwrite it", file=sys.stderr)
+        return 2
+    try:
+        _, records = read_capture(args.capture)
+        dialect, report = learn(records)
+    except (CaptureError, LearnError, OSError) as e:
+        print(f"learn: {e}", file=sys.stderr)
+        return 2
+    out.write_text(write_dialect(dialect, report, args.capture), encoding="utf-8")
+    print(report.text())
+    print(f"learn: wrote {out} ({len(dialect)} section(s) differ from the default dialect)")
+    return 0

@@ -1,0 +1,173 @@
+"""``learn``: the dialect read off a capture. A capture of the gateway itself (default dialect) teaches
+nothing new; a capture of a middleware speaking another shape (positional parameters, int call ids,
+faults, plain answers, one method per event, polling) teaches exactly that shape; bad files and
+empty captures get a clear error."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from smartcti_gateway.capture.learn import LearnError, learn, write_dialect
+from smartcti_gateway.cli import main
+from smartcti_gateway.pabx.digitro.dialect import Dialect
+
+from .support import ENDPOINT, BackgroundLoop, Peers, RunningGateway, free_port, mark, wait_device
+from .test_capture import LOCAL, http, soap_via, start_proxy
+
+
+class Capture:
+    """Records as capture writes them, built by hand: a middleware's conversation on both sides."""
+
+    def __init__(self):
+        self.records: list[dict] = []
+        self.t = 1000.0
+        self.conn = 0
+
+    def _add(self, side, direction, conn, parsed):
+        self.t += 0.01
+        self.records.append({"t": self.t, "seq": len(self.records) + 1, "side": side, "dir": direction,
+                             "conn": conn, "parsed": parsed})
+
+    def command(self, op: str, args: dict, returned: str, *ngc: tuple[str, list, dict]):
+        """Protheus sends ``op``; the middleware makes the NGC calls ``ngc`` (method, params, answer)."""
+        self.conn += 1
+        soap = self.conn
+        self._add("soap", "to_middleware", soap, {"operation": op, "args": args})
+        for method, params, answer in ngc:
+            self.conn += 1
+            self._add("xmlrpc", "to_pabx", self.conn, {"method": method, "params": params})
+            self._add("xmlrpc", "from_pabx", self.conn, answer)
+        self._add("soap", "from_middleware", soap, {"operation": op, "return": returned})
+
+    def poll(self, method: str, events: list):
+        self.conn += 1
+        self._add("xmlrpc", "to_pabx", self.conn, {"method": method, "params": []})
+        self._add("xmlrpc", "from_pabx", self.conn, {"result": events})
+
+    def event(self, op: str, args: dict):
+        self.conn += 1
+        self._add("soap", "event_to_protheus", self.conn, {"operation": op, "args": args})
+        self._add("soap", "event_answer", self.conn, {"operation": op, "return": "0"})
+
+
+def ok(value=True):
+    return {"result": value}
+
+
+def fault(code):
+    return {"fault": {"code": code, "string": "recusado"}}
+
+
+def foreign_capture() -> list[dict]:
+    c = Capture()
+    c.poll("ura.eventos", [])
+    c.command("AgentInService", {"device": "2001", "ipaddress": "http://protheus/ev"}, "0",
+              ("ura.monitorarRamal", ["2001"], ok()))
+    c.event("INSERVICE", {"CDEVICE": "2001", "ILINKID": "1"})
+    c.command("Logon", {"device": "2001", "agentID": "1234", "groupID": "701"}, "0",
+              ("ura.entrarFila", ["2001", "1234", "701"], ok()))
+    c.poll("ura.eventos", [["ura.evLogado", "2001", 0, "", "", "", 0, "", "", "", "1234", "701", ""]])
+    c.event("LOGGEDON", {"CDEVICE": "2001", "ILINKID": "1", "CAGENTID": "1234", "CGROUPID": "701"})
+    c.command("Ready", {"device": "2001", "agentID": "", "groupID": ""}, "0", ("ura.ficarLivre", ["2001"], ok()))
+    c.poll("ura.eventos", [["ura.evTocando", "2001", 77, "4832810000", "7001", "", 0, "701", "IN", "", "", "", ""]])
+    c.event("RINGING", {"CDEVICE": "2001", "ILINKID": "1", "CALLID": "77", "ANI": "4832810000", "DNIS": "7001",
+                        "ASSOCIATEDDATA": "3|4832810000", "CALLTYPE": "1"})
+    c.command("Answer", {"device": "2001"}, "0", ("ura.atender", ["2001", 77], ok()))
+    c.poll("ura.eventos", [["ura.evAtendida", "2001", 77, "4832810000", "7001", "", 0, "701", "IN", "", "", "", ""]])
+    c.event("ANSWERED", {"CDEVICE": "2001", "ILINKID": "1", "CALLID": "77", "ANI": "4832810000", "DNIS": "7001"})
+    c.command("queryAgentState", {"cDevice": "2001"}, "29",
+              ("ura.situacaoOperador", ["2001"], ok({"codigo": "0", "situacao": "FALANDO", "operador": "1234"})))
+    c.command("MakeCall", {"device": "2001", "telephoneNumber": "4833330000"}, "10",
+              ("ura.discar", ["2001", "4833330000"], fault(105)))
+    c.command("MakeCall", {"device": "2001", "telephoneNumber": "4899990000"}, "0",
+              ("ura.discar", ["2001", "4899990000"], ok(78)))
+    c.poll("ura.eventos", [["ura.evIniciada", "2001", 78, "2001", "4899990000", "", 0, "", "OUT", "", "", "", ""]])
+    c.event("SERVICEINITIATED", {"CDEVICE": "2001", "ILINKID": "1", "CALLID": "78", "ANI": "2001",
+                                 "DNIS": "4899990000"})
+    c.command("queryAgentState", {"cDevice": "2001"}, "28",
+              ("ura.situacaoOperador", ["2001"], ok({"codigo": "0", "situacao": "LIVRE", "operador": "1234"})))
+    c.command("SystemStatus", {}, "0", ("ura.ping", [], ok(0)))
+    return c.records
+
+
+def test_a_foreign_middleware_teaches_its_shape():
+    dialect, report = learn(foreign_capture())
+    assert dialect["methods"] == {"monitor_start": "ura.monitorarRamal", "agent_login": "ura.entrarFila",
+                                  "agent_ready": "ura.ficarLivre", "answer": "ura.atender",
+                                  "agent_state": "ura.situacaoOperador", "make_call": "ura.discar",
+                                  "status": "ura.ping", "poll_events": "ura.eventos", "register_listener": ""}
+    assert dialect["params"]["make_call"] == ["device", "number"]
+    assert dialect["params"]["agent_login"] == ["device", "agent", "groups"]
+    assert dialect["params"]["answer"] == ["device", "call_id"]
+    assert dialect["types"] == {"call_id": "int"}
+    assert dialect["results"]["105"] == 10
+    assert dialect["replies"]["default"] == "fault" and dialect["replies"]["agent_state"] == "struct"
+    assert dialect["returns"] == {"make_call": "call_id"}
+    assert dialect["transport"]["events"] == "poll"
+    assert dialect["event_methods"]["ura.evTocando"] == "evTocando"
+    assert dialect["events"]["evTocando"] == "delivered" and dialect["events"]["evAtendida"] == "established"
+    layout = dialect["event_params"]["default"]
+    assert layout[:4] == ["device", "call_id", "calling", "called"]
+    assert dialect["fields"]["agent_state"] == "situacao"
+    assert dialect["agent_states"] == {"FALANDO": "busy"}        # LIVRE means ready already
+    assert "Hold" in report.not_exercised and "Logoff" in report.not_exercised
+    assert any(line.startswith("make_call: ura.discar (2 samples)") for line in report.learned)
+    # what is written loads as a dialect, and says how it was learned
+    text = write_dialect(dialect, report, "site.jsonl")
+    assert text.startswith("# learned by smartcti-gateway learn from site.jsonl")
+    loaded = Dialect.with_overrides(yaml.safe_load(text))
+    assert loaded.methods["make_call"] == "ura.discar" and loaded.polled
+
+
+def test_a_capture_of_the_default_dialect_teaches_nothing_new(tmp_path):
+    """The gateway itself, through the proxy, against the simulated NGC: learn writes an empty override."""
+    out = tmp_path / "cap.jsonl"
+    bg = BackgroundLoop()
+    peers = Peers()
+    gw_port = free_port()
+    proxy = start_proxy(bg, out, xmlrpc_listen=(LOCAL, 0), xmlrpc_upstream=peers.sim.url,
+                        soap_listen=(LOCAL, 0), soap_upstream=f"http://{LOCAL}:{gw_port}{ENDPOINT}")
+    gw = RunningGateway({"listen": f"{LOCAL}:{gw_port}", "links": [{"link_id": 1, "pabx": {
+        "url": f"http://{LOCAL}:{proxy.xmlrpc.port}/RPC2", "timeout": 2}}]})
+    sport = proxy.soap.port
+    try:
+        assert soap_via(sport, "AgentInService", device="2001", ipaddress=gw.events_url) == "0"
+        wait_device(gw, "2001", ["INSERVICE"])
+        since = mark(gw)
+        assert soap_via(sport, "Logon", device="2001", agentID="1234", groupID="701") == "0"
+        assert soap_via(sport, "Ready", device="2001", agentID="", groupID="") == "0"
+        http(peers.sim_port, "POST", "/sim/inbound", json.dumps({"ani": "4832810000", "dnis": "7001",
+                                                                   "group": "701"}).encode(),
+             {"Content-Type": "application/json"})
+        wait_device(gw, "2001", ["LOGGEDON", "READY", "RINGING"], since)
+        assert soap_via(sport, "Answer", device="2001") == "0"
+        assert soap_via(sport, "Hold", device="2001") == "0"
+        wait_device(gw, "2001", ["LOGGEDON", "READY", "RINGING", "ANSWERED", "HELD"], since)
+        assert soap_via(sport, "queryAgentState", cDevice="2001") == "29"
+        assert soap_via(sport, "MakeCall", device="2002", telephoneNumber="abc") != "0"
+    finally:
+        gw.close()
+        bg.run(proxy.stop())
+        peers.close()
+        bg.stop_loop()
+    assert main(["learn", str(out), "-o", str(tmp_path / "d.yaml")]) == 0
+    text = (tmp_path / "d.yaml").read_text()
+    assert "{}   # nothing differs from the default dialect" in text
+    assert "#   answer: cti.atende (1 sample)" in text and "#   event EVENTO=CHAMADA_TOCANDO -> delivered" in text
+    assert "#   Retrieve" in text          # not exercised: said so
+
+
+def test_bad_captures_and_empty_ones_get_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"format": "smartcti-capture", "version": 1, "started": 1, "sides": {}}\n{"t": 1, oops\n')
+    assert main(["learn", str(bad), "-o", str(tmp_path / "d.yaml")]) == 2
+    assert f"{bad}:2" in capsys.readouterr().err
+    with pytest.raises(LearnError, match="neither XML-RPC calls to the NGC nor SOAP commands"):
+        learn([])
+    (tmp_path / "d.yaml").write_text("keep")
+    good = tmp_path / "empty.jsonl"
+    good.write_text('{"format": "smartcti-capture", "version": 1, "started": 1, "sides": {}}\n')
+    assert main(["learn", str(good), "-o", str(tmp_path / "d.yaml")]) == 2
+    assert (tmp_path / "d.yaml").read_text() == "keep"         # never overwritten without --force
