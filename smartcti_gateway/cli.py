@@ -10,6 +10,7 @@ import sys
 from . import __version__
 from .capture import add_capture_parser
 from .capture.learn import add_learn_parser
+from .capture.replay import add_replay_parser
 from .config import DEFAULT_CONFIG, Config, ConfigError, load, split_listen
 from .migration import add_import_properties_parser
 from .probe import add_probe_parser
@@ -108,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     add_import_properties_parser(sub)
     add_capture_parser(sub)
     add_learn_parser(sub)
+    add_replay_parser(sub)
     add_probe_parser(sub)
     args = parser.parse_args(argv)
-    if args.command in ("import-properties", "capture", "learn", "probe-pabx"):
+    if args.command in ("import-properties", "capture", "learn", "replay", "probe-pabx"):
         return args.func(args)
 
     if args.command in ("simulate-pabx", "simulate-protheus"):

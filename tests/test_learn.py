@@ -121,8 +121,8 @@ def test_a_foreign_middleware_teaches_its_shape():
     assert loaded.methods["make_call"] == "ura.discar" and loaded.polled
 
 
-def test_a_capture_of_the_default_dialect_teaches_nothing_new(tmp_path):
-    """The gateway itself, through the proxy, against the simulated NGC: learn writes an empty override."""
+def record_default_round(tmp_path):
+    """The gateway itself, through the proxy, against the simulated NGC: a capture of the default dialect."""
     out = tmp_path / "cap.jsonl"
     bg = BackgroundLoop()
     peers = Peers()
@@ -152,6 +152,11 @@ def test_a_capture_of_the_default_dialect_teaches_nothing_new(tmp_path):
         bg.run(proxy.stop())
         peers.close()
         bg.stop_loop()
+    return out
+
+
+def test_a_capture_of_the_default_dialect_teaches_nothing_new(tmp_path):
+    out = record_default_round(tmp_path)
     assert main(["learn", str(out), "-o", str(tmp_path / "d.yaml")]) == 0
     text = (tmp_path / "d.yaml").read_text()
     assert "{}   # nothing differs from the default dialect" in text
