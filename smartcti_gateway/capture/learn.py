@@ -458,7 +458,7 @@ def write_dialect(dialect: dict, report: Report, source: str) -> str:
     import yaml
     head = [f"# learned by smartcti-gateway learn from {source}",
             "# put this mapping under links[].pabx.dialect of the driver: digitro link (docs/migration.md);",
-            "#"]
+            f"# check it first: smartcti-gateway replay {source} --dialect <this file>", "#"]
     head += [f"# {line}" for line in report.text().splitlines()]
     body = yaml.safe_dump(dialect, allow_unicode=True, sort_keys=False, default_flow_style=None) if dialect \
         else "{}   # nothing differs from the default dialect\n"
