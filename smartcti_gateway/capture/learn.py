@@ -104,6 +104,23 @@ def _wire_type(v: Any) -> str:
     return "bool" if isinstance(v, bool) else "int" if isinstance(v, int) else "str"
 
 
+def _empty(v: Any) -> bool:
+    return v in ("", 0, None, False)
+
+
+def _assign(votes: dict[int, Counter], width: int) -> list[str]:
+    """One field per position and one position per field: the strongest votes first (a device number
+    also shows up as the 'other device' of a call; its own position is where it shows most)."""
+    layout = ["?"] * width
+    taken: set[str] = set()
+    ranked = sorted(((n, i, f) for i, c in votes.items() for f, n in c.items() if f != "?"), reverse=True)
+    for n, i, f in ranked:
+        if layout[i] == "?" and f not in taken:
+            layout[i] = f
+            taken.add(f)
+    return layout
+
+
 class Learner:
     def __init__(self, records: list[dict]):
         self.records = records
@@ -121,6 +138,7 @@ class Learner:
             raise LearnError("the capture holds neither XML-RPC calls to the NGC nor SOAP commands from Protheus: "
                              "record with both --xmlrpc-listen/--xmlrpc-upstream and --soap-listen/--soap-upstream")
         self.call_ids: set[str] = {_text(e["parsed"]["args"].get("CALLID", "")) for e in self.soap_events} - {""}
+        self._remembered: dict[str, dict[str, str]] = {}     # device -> agent and groups logged on it
         self.field_votes: dict[str, Counter] = defaultdict(Counter)
         self.type_votes: dict[str, Counter] = defaultdict(Counter)
 
@@ -158,6 +176,12 @@ class Learner:
                 continue
             args = request["parsed"].get("args") or {}
             values = self._values(args)
+            device = _text(args.get("device") or args.get("cDevice") or "").strip()
+            # what Protheus left empty the middleware may fill from what it remembers (the agent logged on)
+            for value, known in self._remembered.get(device, {}).items():
+                values.setdefault(value, known)
+            if op in ("Logon", "LogonPass") and (answer or {}).get("parsed", {}).get("return") == "0":
+                self._remembered[device] = {v: f for v, f in values.items() if f in ("agent", "groups")}
             window = self._window(request, answer)
             if not window:
                 continue
@@ -184,6 +208,7 @@ class Learner:
 
     def _learn_params(self, logical: str, examples: list[tuple[Call, dict, str]]) -> None:
         positional: list[Counter] = []
+        plain = False                       # parameters not in one struct (none at all counts)
         for call, values, _ in examples:
             if len(call.params) == 1 and isinstance(call.params[0], dict):
                 for member, v in call.params[0].items():
@@ -192,15 +217,17 @@ class Learner:
                         self.field_votes[f][member] += 1
                         self.type_votes[f][_wire_type(v)] += 1
             else:
+                plain = True
                 while len(positional) < len(call.params):
                     positional.append(Counter())
                 for i, v in enumerate(call.params):
                     f = self._field_of(v, values) or ("device_password" if v == "***" else "")
-                    positional[i][f or "?"] += 1
+                    if f or not _empty(v):          # an empty value says nothing of its position
+                        positional[i][f or "?"] += 1
                     if f:
                         self.type_votes[f][_wire_type(v)] += 1
-        if positional:
-            layout = [c.most_common(1)[0][0] for c in positional]
+        if plain:
+            layout = _assign(dict(enumerate(positional)), len(positional))
             if "?" in layout:
                 self.report.unmapped.append(f"{logical}: parameter(s) {', '.join(str(i + 1) for i, f in enumerate(layout) if f == '?')} "
                                             f"of {len(layout)} carry no value Protheus sent; written as 'account'")
@@ -290,9 +317,11 @@ class Learner:
                 names[f"{type_member}={struct.get(type_member)}" if type_member else method][kind] += 1
             else:
                 positional = self.out.setdefault("_event_positions", {})
+                self.event_width = max(getattr(self, "event_width", 0), len(params))
                 for i, v in enumerate(params):
                     f = values.get(_text(v).strip())
-                    positional.setdefault(i, Counter())[f or "?"] += 1
+                    if f or not _empty(v):
+                        positional.setdefault(i, Counter())[f or "?"] += 1
                 names[method][kind] += 1
         self._event_names(names)
 
@@ -311,6 +340,8 @@ class Learner:
             return []
         self.transport = "poll"
         self.out["methods"]["poll_events"] = method
+        if all(not c.params for c in self.calls if c.method == method):
+            self.out["params"]["poll_events"] = []          # asked with no parameter at all
         self.out["transport"] = {"events": "poll", "poll_interval": self._poll_interval(method)}
         self.report.learned.append(f"events: polled with {method} every {self.out['transport']['poll_interval']:g} s")
         for c in self.calls:
@@ -364,7 +395,7 @@ class Learner:
             self.report.learned.append(f"event {key} -> {kind} ({n} sample{'s' * (n != 1)})")
         positions = self.out.pop("_event_positions", None)
         if positions:
-            layout = [positions[i].most_common(1)[0][0] if i in positions else "?" for i in range(max(positions) + 1)]
+            layout = _assign(positions, max(max(positions) + 1, getattr(self, "event_width", 0)))
             unknown = [str(i + 1) for i, f in enumerate(layout) if f == "?"]
             if unknown:
                 self.report.unmapped.append(f"event parameter(s) {', '.join(unknown)} carry nothing Protheus was told; "
