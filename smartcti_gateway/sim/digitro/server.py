@@ -1,17 +1,21 @@
 """The simulated NGC on the network: XML-RPC at /RPC2, the /sim control API, event push.
 
-Events go out as ``cti.evento(struct)`` POSTs to each channel's URL_RETORNO:
+Events go out as ``cti.evento(struct)`` POSTs to each channel's URL_RETORNO
+(or as the dialect shapes them: one method per event, positional parameters):
 one asyncio.Queue and one sender task per channel keep them in order, so the
 XML-RPC handler never waits for a listener. A failed POST is retried a few
-times with a short backoff, then dropped and counted (see /sim/state).
+times with a short backoff, then dropped and counted (see /sim/state). With
+``transport.events: poll`` nothing is pushed: the switch keeps the events for
+its poll_events method.
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import xmlrpc.client
-from typing import Any
+from typing import Any, Callable
 
 import aiohttp
 from aiohttp import web
@@ -28,23 +32,30 @@ POST_ATTEMPTS = 3
 POST_BACKOFF = 0.1      # s, doubled after each failed attempt
 POST_TIMEOUT = 5.0      # s per attempt
 MAX_QUEUED = 10_000     # events waiting per channel before new ones are dropped
+RECENT_POSTS = 1_000    # event calls kept in EventPusher.recent
 
 
 class EventPusher:
     """Delivers events to listener channels, in order per channel, without blocking the caller."""
 
-    def __init__(self, method: str):
+    def __init__(self, method: str, shape: Callable[[dict[str, Any]], tuple[str, tuple] | None] | None = None):
         self.method = method
+        # an event struct -> (method, params) as the dialect posts it; None: the dialect cannot say it
+        self.shape = shape or (lambda event: (method, (event,)))
         self._session: aiohttp.ClientSession | None = None
         self._queues: dict[int, asyncio.Queue] = {}
         self._tasks: dict[int, asyncio.Task] = {}
         self.stats: dict[int, dict[str, int]] = {}
+        self.recent: collections.deque[tuple[str, tuple]] = collections.deque(maxlen=RECENT_POSTS)  # as posted
 
     def deliver(self, channel: int, url: str, event: dict[str, Any]) -> None:
         queue = self._queues.get(channel)
         if queue is None:
-            queue = self._queues[channel] = asyncio.Queue(MAX_QUEUED)
             self.stats.setdefault(channel, {"sent": 0, "dropped": 0, "rejected": 0})
+            if not url:     # a channel nobody registered (a dialect without register_listener): nowhere to post
+                self.stats[channel]["dropped"] += 1
+                return
+            queue = self._queues[channel] = asyncio.Queue(MAX_QUEUED)
             self._tasks[channel] = asyncio.get_running_loop().create_task(
                 self._run(channel, url, queue), name=f"ngc-sim-channel-{channel}")
         try:
@@ -86,7 +97,12 @@ class EventPusher:
     async def _post(self, url: str, event: dict[str, Any]) -> str:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=POST_TIMEOUT))
-        body = xmlrpc.client.dumps((event,), methodname=self.method).encode("utf-8")
+        call = self.shape(event)
+        if call is None:
+            return "dropped"
+        method, params = call
+        self.recent.append(call)
+        body = xmlrpc.client.dumps(params, methodname=method).encode("utf-8")
         delay = POST_BACKOFF
         for attempt in range(1, POST_ATTEMPTS + 1):
             try:
@@ -203,24 +219,21 @@ async def _phone(request: web.Request) -> web.Response:
     action = _text(data, "action")
     if action not in PHONE_ACTIONS:
         raise ControlError(400, f"'action' must be one of {', '.join(PHONE_ACTIONS)}")
-    sim = request.app[SIM_KEY]
-    F = sim.dialect.fields
-    args = {F["device"]: _text(data, "device"), F["agent"]: _text(data, "agent"),
-            F["groups"]: _text(data, "groups"), F["reason"]: _text(data, "reason"),
-            F["device_password"]: _text(data, "password")}
-    reply = sim.handle(sim.dialect.methods[PHONE_ACTIONS[action]], (args,), phone=True)
-    result = reply.get(F["result"])
-    if result != "OK":
-        return web.json_response({"error": f"{result}: {reply.get(F['message'], '')}"}, status=409)
+    result = request.app[SIM_KEY].phone(
+        PHONE_ACTIONS[action], device=_text(data, "device"), agent=_text(data, "agent"),
+        groups=_text(data, "groups"), reason=_text(data, "reason"), device_password=_text(data, "password"))
     return web.json_response({"result": result})
 
 
 async def _state(request: web.Request) -> web.Response:
-    state = request.app[SIM_KEY].state()
+    sim = request.app[SIM_KEY]
+    state = sim.state()
     pusher = request.app[PUSHER_KEY]
     for cid, ch in state["channels"].items():
         ch.update(pusher.stats.get(int(cid), {"sent": 0, "dropped": 0, "rejected": 0}))
         ch["queued"] = pusher.queued(int(cid))
+        if sim.dialect.polled:      # waiting for poll_events, not for a POST
+            ch.update(sim.poll_stats(int(cid)))
     return web.json_response(state)
 
 
@@ -240,7 +253,7 @@ async def _errors(request: web.Request, handler) -> web.StreamResponse:
 def build_app(sim: Simulator) -> web.Application:
     """POST /RPC2 (XML-RPC) and the /sim control API of ``sim``."""
     app = web.Application(middlewares=[_errors])
-    pusher = EventPusher(sim.dialect.methods["event"])
+    pusher = EventPusher(sim.dialect.methods["event"], sim.shape.event_call)
     sim.sink = pusher
     app[SIM_KEY] = sim
     app[PUSHER_KEY] = pusher

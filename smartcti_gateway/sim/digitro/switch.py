@@ -4,8 +4,12 @@ The simulator speaks the XML-RPC dialect of docs/digitro-xmlrpc.md and takes
 every wire name from a :class:`Dialect`, so a site's overrides apply to the
 gateway and to the simulator alike. This module holds extensions, ACD groups,
 agents, calls and listener channels; it turns one XML-RPC call (already
-unmarshalled) into one answer struct and hands events to an ``EventSink``.
-The HTTP server, the /sim control API and event delivery live in ``server``.
+unmarshalled) into one answer and hands events to an ``EventSink``, or keeps
+them for poll_events. The dialect's shape sections (params, types, replies,
+returns, event_methods, event_params, transport) say how both look on the wire:
+``shape`` reads and writes them, so the handlers below only ever see and make
+structs of wire member names. The HTTP server, the /sim control API and event
+delivery live in ``server``.
 
 Timers (an outside number answering, failing, not answering) use the running
 loop's ``call_later``, so every method must be called from inside the loop.
@@ -13,6 +17,7 @@ loop's ``call_later``, so every method must be called from inside the loop.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import math
 import time
@@ -23,6 +28,7 @@ from typing import Any, Callable, Mapping, Protocol
 from ...configread import ConfigError
 from ...core.pabx import AgentState, ConnectionState, Direction
 from ...pabx.digitro.dialect import CHANNEL_UNKNOWN, Dialect
+from .shape import Shape, refusal_key, success_key
 
 try:
     from ... import __version__ as _PACKAGE_VERSION
@@ -42,8 +48,11 @@ OUTCOMES = ("answer", "busy", "no-answer", "invalid")
 TRUNK = "T01"
 CATEGORY = "1"
 MAX_FORWARD_HOPS = 5
+MAX_POLLED = 10_000     # events waiting for poll_events per channel (transport.events: poll); oldest dropped
+RECENT_CALLS = 1_000    # XML-RPC calls kept in Simulator.recent
 
-# Refusal names the simulator uses; each must be a key of Dialect.results.
+# Refusal names the simulator uses: default result names. Each is answered as the site's own key for its
+# SmartCTI code (dialect.results, e.g. "105": 10 for OCUPADO) if the site added one, else as itself.
 REFUSALS = (
     "DISPOSITIVO_INVALIDO", "SENHA_INVALIDA", "AGENTE_INVALIDO", "GRUPO_INVALIDO", "AGENTE_EM_USO",
     "NUMERO_INVALIDO", "OCUPADO", "NAO_ATENDE", "SEM_CHAMADA", "SEM_CHAMADA_EM_ESPERA",
@@ -180,7 +189,8 @@ def _wire_name(table: Mapping[str, Any], value: Any) -> str:
 
 # -------------------------------------------------------------------- model
 class Refusal(Exception):
-    """A refusal answered as ``RESULTADO`` = ``name``."""
+    """A refusal, ``name`` one of REFUSALS: answered as the dialect's key for it (``RESULTADO`` = ``name`` in
+    the default dialect; a Fault 105 for OCUPADO in one that refuses with numeric faults)."""
 
     def __init__(self, name: str, message: str = ""):
         super().__init__(f"{name}: {message}" if message else name)
@@ -242,10 +252,16 @@ class Device:
 
 @dataclass(eq=False)
 class Channel:
+    """A listener: its events are posted to ``url``, or wait in ``pending`` for poll_events
+    (transport.events: poll). Channel 0 is every monitor of a dialect without register_listener."""
+
     id: int
     url: str
     devices: set[str] = field(default_factory=set)
     sequence: int = 0
+    pending: collections.deque = field(default_factory=collections.deque)
+    polled: int = 0         # events answered by poll_events
+    dropped: int = 0        # events dropped from a full ``pending``
 
 
 class Simulator:
@@ -277,9 +293,15 @@ class Simulator:
                 Direction.INBOUND, Direction.OUTBOUND, Direction.DIALLER, Direction.INTERNAL)}
         except KeyError as e:
             raise ValueError(f"the dialect has no name for {e.args[0]!r}") from None
-        missing = [r for r in REFUSALS + ("OK",) if r not in d.results]
+        # how results are said: the default names, or the site's own keys for their codes ("0", "105")
+        self.shape = Shape(d)
+        self.ok = success_key(d)
+        self._result = {r: refusal_key(d, r) for r in REFUSALS}
+        missing = [r for r, key in self._result.items() if key is None]
         if missing:
             raise ValueError(f"the dialect's results lack {', '.join(missing)}")
+        self._result[CHANNEL_UNKNOWN] = CHANNEL_UNKNOWN     # the driver knows it by name: register again
+        self._int_call_ids = d.types.get("call_id") == "int"
 
         self.devices = {e: Device(e) for e in parse_plan(self.options.extensions, "extensions")}
         self.queues: dict[str, list[str]] = {g: [] for g in parse_plan(self.options.groups, "groups")}
@@ -289,39 +311,85 @@ class Simulator:
         self._call_counter = 0
         self._channel_counter = 0
         self._tick = 0
+        # the last XML-RPC calls as received: (method, params, answer or the Fault raised)
+        self.recent: collections.deque[tuple[str, tuple, Any]] = collections.deque(maxlen=RECENT_CALLS)
+        # without register_listener there is no listener to register: every monitor is channel 0's
+        self._global: Channel | None = None
+        if not d.methods.get("register_listener"):
+            self._global = self.channels[0] = Channel(0, "")
 
         self._handlers: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {}
+        self._logical: dict[str, str] = {}
         for logical, wire in d.methods.items():
             handler = getattr(self, f"_m_{logical}", None)
             if handler is not None and wire:
                 self._handlers[wire] = handler
+                self._logical[wire] = logical
 
     # ============================================================ XML-RPC
-    def handle(self, method: str, params: tuple, *, phone: bool = False) -> dict[str, Any]:
-        """The answer struct of one XML-RPC call; raises xmlrpc.client.Fault for a non-call.
+    def handle(self, method: str, params: tuple, *, phone: bool = False) -> Any:
+        """The answer of one XML-RPC call, shaped as the dialect says (default: a struct with RESULTADO);
+        raises xmlrpc.client.Fault for a non-call, and for a refusal in a dialect that refuses with one.
         ``phone``: the same change made on the phone's keys, not asked by a command."""
+        try:
+            answer = self._handle(method, params, phone)
+        except xmlrpc.client.Fault as f:
+            self.recent.append((method, params, f))
+            raise
+        self.recent.append((method, params, answer))
+        return answer
+
+    def _handle(self, method: str, params: tuple, phone: bool) -> Any:
         handler = self._handlers.get(method)
         if handler is None:
             raise xmlrpc.client.Fault(FAULT_UNKNOWN_METHOD, f"unknown method {method!r}")
-        if not params:
-            args: Mapping[str, Any] = {}
-        elif isinstance(params[0], dict):
-            args = params[0]
-        else:
-            raise xmlrpc.client.Fault(FAULT_BAD_REQUEST, f"{method} takes one struct")
-        result, message = self.F["result"], self.F["message"]
+        logical = self._logical[method]
+        try:
+            args = self.shape.args(logical, params)
+        except ValueError as e:
+            raise xmlrpc.client.Fault(FAULT_BAD_REQUEST, f"{method} {e}") from None
+        if args is None:
+            if not params:
+                args = {}
+            elif isinstance(params[0], dict):
+                args = self.shape.struct_args(params[0])
+            else:
+                raise xmlrpc.client.Fault(FAULT_BAD_REQUEST, f"{method} takes one struct")
+        try:
+            out = self._invoke(handler, args, phone, method)
+        except Refusal as r:
+            return self.shape.refusal(logical, self._result[r.name], r.message)
+        if logical == "poll_events":    # the events themselves, whatever the reply style
+            return out
+        return self.shape.answer(logical, self.ok, out)
+
+    def _invoke(self, handler: Callable[[Mapping[str, Any]], Any], args: Mapping[str, Any], phone: bool,
+                method: str) -> Any:
+        """Run one handler on ``args`` (wire member names); raises Refusal, also for a simulator bug."""
         self._by_phone = phone
         try:
-            out = handler(args)
-        except Refusal as r:
-            return {result: r.name, message: r.message}
+            return handler(args)
+        except Refusal:
+            raise
         except Exception as e:  # noqa: BLE001 - a simulator bug must not kill the request
             log.exception("simulator: %s failed", method)
-            return {result: "ERRO_INTERNO", message: f"simulator error: {e}"}
+            raise Refusal("ERRO_INTERNO", f"simulator error: {e}") from None
         finally:
             self._by_phone = False
             self._settle()
-        return {result: "OK", **out}
+
+    def phone(self, logical: str, **values: str) -> str:
+        """The agent's feature keys on the phone (``logical``: agent_login, agent_ready, ...; ``values`` by
+        logical field): the switch changes state without being asked. Returns the success result;
+        ControlError 409 "<result>: <message>" when the switch refuses."""
+        handler = getattr(self, f"_m_{logical}", None)
+        if handler is None:
+            raise ControlError(400, f"no phone key does {logical}")
+        try:
+            self._invoke(handler, {self.F[k]: v for k, v in values.items()}, True, f"phone {logical}")
+        except Refusal as r:
+            raise ControlError(409, f"{self._result[r.name]}: {r.message}") from None
+        return self.ok
 
     # ------------------------------------------------------------ helpers
     def _arg(self, a: Mapping[str, Any], logical: str) -> str:
@@ -349,6 +417,8 @@ class Simulator:
         return groups
 
     def _channel(self, a: Mapping[str, Any]) -> Channel:
+        if self._global is not None:     # no listener to name: the one every monitor belongs to
+            return self._global
         text = self._arg(a, "channel")
         ch = self.channels.get(int(text)) if text.isdigit() else None
         if ch is None:
@@ -443,7 +513,12 @@ class Simulator:
             ch.sequence += 1
             struct = {F["event"]: self._ev[event], F["channel"]: ch.id, F["sequence"]: ch.sequence,
                       F["timestamp"]: stamp, F["device"]: device, **members}
-            if self.sink is not None:
+            if self.dialect.polled:     # kept for poll_events; a full queue loses its oldest
+                if len(ch.pending) >= MAX_POLLED:
+                    ch.pending.popleft()
+                    ch.dropped += 1
+                ch.pending.append(struct)
+            elif self.sink is not None:
                 self.sink.deliver(ch.id, ch.url, struct)
 
     def _emit_call(self, device: str, event: str, call: Call, other: str = "", old: str = "",
@@ -458,7 +533,7 @@ class Simulator:
         if old:
             members[F["old_call_id"]] = old
         if cause:
-            members[F["cause"]] = cause
+            members[F["cause"]] = self._result[cause]
         self._emit(device, event, members)
 
     def _emit_agent(self, dev: Device, event: str, reason: str | None = None, command: bool = False) -> None:
@@ -473,11 +548,14 @@ class Simulator:
     def _new_call(self, direction: Direction, ani: str, dnis: str, data: str = "",
                   outside: bool = False) -> Call:
         self._call_counter += 1
-        stamp = time.strftime("%d/%m/%y %H:%M:%S", time.localtime(self.clock()))
-        call_id = f"{stamp} 010A {self._call_counter % 10000:04d}/00"
-        while call_id in self.calls:  # a wrapped counter within one second
-            self._call_counter += 1
+        if self._int_call_ids:        # types.call_id: int -> a number, held as text like any call id
+            call_id = str(self._call_counter)
+        else:
+            stamp = time.strftime("%d/%m/%y %H:%M:%S", time.localtime(self.clock()))
             call_id = f"{stamp} 010A {self._call_counter % 10000:04d}/00"
+            while call_id in self.calls:  # a wrapped counter within one second
+                self._call_counter += 1
+                call_id = f"{stamp} 010A {self._call_counter % 10000:04d}/00"
         call = Call(call_id, self._call_counter, direction, ani, dnis, data=data,
                     trunks=TRUNK if outside else "", category=CATEGORY if outside else "")
         self.calls[call_id] = call
@@ -694,9 +772,10 @@ class Simulator:
     # listeners
     def _m_register_listener(self, a):
         url = self._arg(a, "callback_url")
-        if not url.startswith(("http://", "https://")):
+        polled = self.dialect.polled and not url     # its events are asked for: no URL needed
+        if not polled and not url.startswith(("http://", "https://")):
             raise Refusal("ERRO_INTERNO", f"{self.F['callback_url']} must be an http(s) URL")
-        for ch in [c for c in self.channels.values() if c.url == url]:
+        for ch in [c for c in self.channels.values() if c.url == url and not polled]:
             self._close_channel(ch)  # a restarted listener replaces its old channel
         self._channel_counter += 1
         ch = self.channels[self._channel_counter] = Channel(self._channel_counter, url)
@@ -710,6 +789,25 @@ class Simulator:
     def _m_unregister_listener(self, a):
         self._close_channel(self._channel(a))
         return {}
+
+    def _m_poll_events(self, a):
+        """transport.events: poll -- the channel's events since the last poll, oldest first, each shaped as
+        the dialect says (a struct, a positional list, or [method, *params] with event_methods)."""
+        ch = self._channel(a)
+        items = []
+        while ch.pending:
+            item = self.shape.poll_item(ch.pending.popleft())
+            if item is not None:
+                items.append(item)
+        ch.polled += len(items)
+        return items
+
+    def poll_stats(self, channel: int) -> dict[str, int]:
+        """What the poll_events queue of ``channel`` did: sent (answered), dropped (queue full), queued."""
+        ch = self.channels.get(channel)
+        if ch is None:
+            return {"sent": 0, "dropped": 0, "queued": 0}
+        return {"sent": ch.polled, "dropped": ch.dropped, "queued": len(ch.pending)}
 
     def _m_monitor_start(self, a):
         ch = self._channel(a)
