@@ -294,7 +294,12 @@ class DigitroDriver(Driver):
             if isinstance(value, int):
                 return value
             text = str(value).strip()
-            return int(text) if re.fullmatch(r"-?\d{1,18}", text) else 0
+            if not text:
+                return 0                     # none known: the NGC acts on the obvious one
+            if not re.fullmatch(r"-?\d{1,18}", text):
+                raise p.PabxError(Result.INVALID_CALL_ID if field == "call_id" else Result.INVALID_OPTION,
+                                  f"{field} {text[:40]!r} is not the number this NGC expects")
+            return int(text)
         if kind == "bool":
             return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "s", "sim", "yes")
         return value
@@ -471,7 +476,7 @@ async def _monitor_start(drv: DigitroDriver, r: p.MonitorStart):
 
 async def _monitor_stop(drv: DigitroDriver, r: p.MonitorStop):
     drv.monitored.discard(r.device)
-    if drv.channel:
+    if drv.channel or not drv.d.methods.get("register_listener"):   # an NGC without listeners is told too
         await drv._call("monitor_stop", {"channel": drv.channel, "device": r.device})
 
 
