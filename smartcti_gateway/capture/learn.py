@@ -365,15 +365,26 @@ class Learner:
         return round(max(0.05, min(60.0, gaps[len(gaps) // 2])), 2) if gaps else 1.0
 
     def _following_soap_event(self, t: float, params: list) -> dict | None:
+        """The SOAP event DigitroCTILink pushed for this NGC event: for the same device, near in time (before
+        it too: a middleware may confirm a command before the NGC reports it), and the one whose values the
+        NGC event carries best (an agent's READY has its agent and group, a RINGING its call id and ANI)."""
         flat = {_text(v).strip() for v in (params[0].values() if len(params) == 1 and isinstance(params[0], dict)
-                                           else params)}
+                                           else params)} - {""}
+        best, best_key = None, None
         for e in self.soap_events:
-            if t <= e["t"] <= t + EVENT_WINDOW and e["parsed"]["operation"] != "INSERVICE" and not e.get("_used"):
-                args = e["parsed"]["args"]
-                if _text(args.get("CDEVICE", "")).strip() in flat:
-                    e["_used"] = True
-                    return e
-        return None
+            if e.get("_used") or e["parsed"]["operation"] == "INSERVICE" or abs(e["t"] - t) > EVENT_WINDOW:
+                continue
+            args = e["parsed"]["args"]
+            if _text(args.get("CDEVICE", "")).strip() not in flat:
+                continue
+            carried = [_text(v).strip() for k, v in args.items() if k in EVENT_FIELDS and _text(v).strip()]
+            score = sum(1 for v in carried if v in flat) - sum(1 for v in carried if v not in flat)
+            key = (score, e["t"] >= t, -abs(e["t"] - t))
+            if best_key is None or key > best_key:
+                best, best_key = e, key
+        if best is not None:
+            best["_used"] = True
+        return best
 
     def _type_member(self, struct: dict) -> str:
         member = self.default.fields["event"]
