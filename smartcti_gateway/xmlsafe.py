@@ -33,3 +33,24 @@ def parser(encoding: str | None = None) -> etree.XMLParser:
         remove_pis=True,
         collect_ids=False,
     )
+
+
+def _refuse_dtd(*_) -> None:
+    raise ValueError("DTDs and entities are not accepted")
+
+
+def xmlrpc_loads(body: bytes) -> tuple[tuple, str | None]:
+    """``xmlrpc.client.loads`` whose expat refuses a DTD at its first token, in any encoding (UTF-16 too),
+    before any entity is declared or expanded: (params, method name or None). A Fault raises as
+    ``xmlrpc.client.Fault``; anything unreadable raises."""
+    import xmlrpc.client
+    from xml.parsers import expat
+    unmarshaller = xmlrpc.client.Unmarshaller()
+    p = expat.ParserCreate(None, None)
+    p.StartElementHandler = unmarshaller.start
+    p.EndElementHandler = unmarshaller.end
+    p.CharacterDataHandler = unmarshaller.data
+    p.StartDoctypeDeclHandler = p.EntityDeclHandler = _refuse_dtd
+    unmarshaller.xml(None, None)
+    p.Parse(body, True)
+    return unmarshaller.close(), unmarshaller.getmethodname()

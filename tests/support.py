@@ -277,3 +277,15 @@ def agent_ready(gw, device="2001", agent="1234", groups="701"):
 
 def params(event):
     return event["params"]
+
+
+def self_signed_certificate(folder) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 / localhost in ``folder``: (cert.pem, key.pem)."""
+    import subprocess
+    from pathlib import Path
+    cert, key = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True)
+    return str(cert), str(key)

@@ -5,7 +5,6 @@ import ipaddress
 import logging
 import socket
 import ssl
-import subprocess
 import textwrap
 import xmlrpc.client
 
@@ -25,7 +24,8 @@ from smartcti_gateway.sim.digitro import Simulator
 from smartcti_gateway.sim.digitro import server as simulator_http
 from smartcti_gateway.sim.protheus import eventing as eventing_simulator
 
-from .support import CMD_PATH, ENDPOINT, RunningGateway, protheus_envelope, simulated_config, wait_for
+from .support import (CMD_PATH, ENDPOINT, RunningGateway, protheus_envelope, self_signed_certificate, simulated_config,
+                      wait_for)
 
 SOAP_HEADERS = {"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": '"urn:SystemStatus"'}
 ACCESS_LOG = "smartcti_gateway.access"
@@ -35,13 +35,7 @@ ACCESS_LOG = "smartcti_gateway.access"
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1 / localhost: (cert.pem, key.pem)."""
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-                    "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-                   check=True, capture_output=True)
-    return str(cert), str(key)
+    return self_signed_certificate(tmp_path_factory.mktemp("tls"))
 
 
 def server_ctx(cert) -> ssl.SSLContext:

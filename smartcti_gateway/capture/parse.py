@@ -11,7 +11,6 @@ import datetime
 import re
 import xmlrpc.client
 from typing import Any
-from xml.parsers import expat
 
 from lxml import etree
 
@@ -19,9 +18,6 @@ from .. import xmlsafe
 
 _MAX_DEPTH = 32
 
-
-def _refuse(*_: Any) -> None:
-    raise ValueError("DTDs and entities are not accepted")
 
 
 def jsonable(value: Any, depth: int = 0) -> Any:
@@ -50,19 +46,10 @@ def parse_xmlrpc(body: bytes) -> dict[str, Any] | None:
     if not body or xmlsafe.has_dtd(body):
         return None
     try:
-        unmarshaller = xmlrpc.client.Unmarshaller()
-        parser = expat.ParserCreate(None, None)
-        parser.StartElementHandler = unmarshaller.start
-        parser.EndElementHandler = unmarshaller.end
-        parser.CharacterDataHandler = unmarshaller.data
-        parser.StartDoctypeDeclHandler = parser.EntityDeclHandler = _refuse
-        unmarshaller.xml(None, None)
-        parser.Parse(body, True)
         try:
-            params = unmarshaller.close()
+            params, method = xmlsafe.xmlrpc_loads(body)
         except xmlrpc.client.Fault as fault:
             return {"fault": {"code": jsonable(fault.faultCode), "string": jsonable(fault.faultString)}}
-        method = unmarshaller.getmethodname()
     except RecursionError:
         return None
     except Exception:  # noqa: BLE001 - unreadable: recorded as it came, parsed null

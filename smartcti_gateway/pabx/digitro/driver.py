@@ -15,7 +15,6 @@ import ssl
 import xmlrpc.client
 from typing import Any, Callable
 from urllib.parse import urlsplit
-from xml.parsers import expat
 
 import aiohttp
 from aiohttp import web
@@ -26,7 +25,7 @@ from ...extlog import masked_struct
 from ...httpbody import BodyTimeout, read_body
 from ...tls import client_context
 from ...urls import redact_url
-from ...xmlsafe import has_dtd
+from ...xmlsafe import has_dtd, xmlrpc_loads
 from ..base import Common, Driver, EventSink, LostSink, Route, monitor_each
 from .dialect import CHANNEL_UNKNOWN, OK, Dialect
 from .options import DigitroOptions
@@ -55,9 +54,6 @@ _DECLARED_ENCODING = re.compile(rb"<\?xml\s[^?>]*?encoding\s*=\s*[\"']([^\"']{1,
 _MAX_DEPTH = 16     # arrays and structs inside an XML-RPC value; the NGC's are flat
 
 
-def _refuse_dtd(*_: Any) -> None:
-    raise ValueError("DTDs and entities are not accepted")
-
 
 def _loads(body: bytes) -> tuple[tuple[Any, ...], str | None]:
     """``xmlrpc.client.loads`` refusing, in any encoding, what XML-RPC never carries: a DTD.
@@ -75,15 +71,7 @@ def _loads(body: bytes) -> tuple[tuple[Any, ...], str | None]:
                 body.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise ValueError(f"the body is not valid UTF-8 (byte offset {e.start})") from None
-    unmarshaller = xmlrpc.client.Unmarshaller()
-    parser = expat.ParserCreate(None, None)
-    parser.StartElementHandler = unmarshaller.start
-    parser.EndElementHandler = unmarshaller.end
-    parser.CharacterDataHandler = unmarshaller.data
-    parser.StartDoctypeDeclHandler = parser.EntityDeclHandler = _refuse_dtd
-    unmarshaller.xml(None, None)
-    parser.Parse(body, True)
-    return unmarshaller.close(), unmarshaller.getmethodname()
+    return xmlrpc_loads(body)
 
 
 def _too_deep(value: Any) -> bool:
