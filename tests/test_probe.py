@@ -10,8 +10,6 @@ import xmlrpc.client
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 import pytest
-
-from .support import self_signed_certificate
 import yaml
 from aiohttp import web
 
@@ -25,7 +23,7 @@ from smartcti_gateway.probe import (
     words,
 )
 from smartcti_gateway.sim.digitro import start_simulator
-from tests.support import BackgroundLoop, free_port
+from tests.support import BackgroundLoop, free_port, self_signed_certificate
 
 # a foreign vocabulary: what an NGC of another release could list
 FOREIGN = {
