@@ -88,6 +88,12 @@ def foreign_capture() -> list[dict]:
                                  "DNIS": "4899990000"})
     c.command("queryAgentState", {"cDevice": "2001"}, "28",
               ("ura.situacaoOperador", ["2001"], ok({"codigo": "0", "situacao": "LIVRE", "operador": "1234"})))
+    c.poll("ura.eventos", [["ura.evTocando", "2001", 79, "4833330000", "7001", "", 0, "701", "DISC", "", "", "", ""]])
+    c.event("RINGING", {"CDEVICE": "2001", "ILINKID": "1", "CALLID": "79", "ANI": "4833330000", "DNIS": "7001",
+                        "ASSOCIATEDDATA": "3|4833330000", "CALLTYPE": "3"})
+    c.poll("ura.eventos", [["ura.evFalhou", "2001", 80, "2001", "4899990001", "", 0, "", "OUT", "106", "", "", ""]])
+    c.event("CALLFAILURE", {"CDEVICE": "2001", "ILINKID": "1", "CALLID": "80", "ANI": "2001",
+                            "DNIS": "4899990001", "CAUSE": "11"})
     c.command("SystemStatus", {}, "0", ("ura.ping", [], ok(0)))
     return c.records
 
@@ -110,6 +116,10 @@ def test_a_foreign_middleware_teaches_its_shape():
     assert dialect["events"]["evTocando"] == "delivered" and dialect["events"]["evAtendida"] == "established"
     layout = dialect["event_params"]["default"]
     assert layout[:4] == ["device", "call_id", "calling", "called"]
+    # the direction follows RINGING's CALLTYPE, the cause CALLFAILURE's CAUSE: their positions and values
+    assert layout[7] == "direction" and layout[8] == "cause", layout
+    assert dialect["directions"] == {"IN": "inbound", "DISC": "dialler"}
+    assert dialect["results"]["106"] == 11
     assert dialect["fields"]["agent_state"] == "situacao"
     assert dialect["agent_states"] == {"FALANDO": "busy"}        # LIVRE means ready already
     assert "Hold" in report.not_exercised and "Logoff" in report.not_exercised

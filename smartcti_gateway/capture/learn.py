@@ -139,6 +139,8 @@ class Learner:
                              "record with both --xmlrpc-listen/--xmlrpc-upstream and --soap-listen/--soap-upstream")
         self.call_ids: set[str] = {_text(e["parsed"]["args"].get("CALLID", "")) for e in self.soap_events} - {""}
         self._remembered: dict[str, dict[str, str]] = {}     # device -> agent and groups logged on it
+        self._slots: dict[str, dict] = {"direction": defaultdict(list), "cause": defaultdict(list)}
+        self._slot_names: dict[str, Any] = {}                 # direction / cause -> its member or position
         self.field_votes: dict[str, Counter] = defaultdict(Counter)
         self.type_votes: dict[str, Counter] = defaultdict(Counter)
 
@@ -307,6 +309,7 @@ class Learner:
             args = soap["parsed"]["args"]
             values = {_text(v).strip(): EVENT_FIELDS[k] for k, v in args.items()
                       if k in EVENT_FIELDS and _text(v).strip()}
+            self._slot_samples(soap["parsed"]["operation"], args, params, values)
             if len(params) == 1 and isinstance(params[0], dict):
                 struct = params[0]
                 type_member = self._type_member(struct)
@@ -324,6 +327,54 @@ class Learner:
                         positional.setdefault(i, Counter())[f or "?"] += 1
                 names[method][kind] += 1
         self._event_names(names)
+
+    def _slot_samples(self, operation: str, args: dict, params: list, values: dict[str, str]) -> None:
+        """What the NGC event carried beside the fields Protheus was told, against what DigitroCTILink made
+        of it: a RINGING's CALLTYPE (the call's direction), a CALLFAILURE's CAUSE."""
+        wanted = {"RINGING": ("direction", _text(args.get("CALLTYPE", "")).strip()),
+                  "CALLFAILURE": ("cause", _text(args.get("CAUSE", "")).strip())}.get(operation)
+        if wanted is None or not wanted[1]:
+            return
+        slots = params[0].items() if len(params) == 1 and isinstance(params[0], dict) else enumerate(params)
+        for slot, v in slots:
+            text = _text(v).strip()
+            if text and text not in values and not _empty(v):
+                self._slots[wanted[0]][slot].append((text, wanted[1]))
+
+    def _learn_slots(self) -> None:
+        """The member (or position) whose value follows the call's direction, and the one that follows the
+        failure's cause: each value always gives the same answer, and, for the direction, at least two
+        directions were seen (a lone inbound call cannot tell the direction from a constant)."""
+        kinds = {"1": "inbound", "3": "dialler"}
+        for what, table, default in (("direction", "directions", self.default.directions),
+                                     ("cause", "results", self.default.results)):
+            best = None
+            for slot, samples in self._slots[what].items():
+                if slot in self._slot_names.values():      # the direction's slot is no cause
+                    continue
+                mapping: dict[str, set] = defaultdict(set)
+                for value, answer in samples:
+                    mapping[value].add(answer)
+                if any(len(a) > 1 for a in mapping.values()):
+                    continue
+                answers = {next(iter(a)) for a in mapping.values()}
+                if what == "direction" and (len(answers) < 2 or not answers <= set(kinds) | {"2"}):
+                    continue
+                rank = (len(samples), all(v.isdigit() for v, _ in samples))   # codes are often numbers
+                if best is None or rank > best_rank:
+                    best, best_rank = slot, rank
+            if best is None:
+                continue
+            for value, answer in self._slots[what][best]:
+                if what == "direction":
+                    learned = kinds.get(answer)
+                    if learned and (value not in default or default[value].value != learned):
+                        self.out[table][value] = learned
+                elif answer.isdigit() and default.get(value) != int(answer):
+                    self.out[table][value] = int(answer)
+            self._slot_names[what] = best
+            self.report.learned.append(f"{what}: {'parameter ' + str(best + 1) if isinstance(best, int) else best} "
+                                       f"({len(self._slots[what][best])} samples)")
 
     def _ngc_events(self) -> list[tuple[float, str, list]]:
         """(time, method, params) of each event the NGC gave: posted to the callback, or in a poll's answer."""
@@ -393,6 +444,7 @@ class Learner:
         return self.out.get("fields", {}).get("event", "")
 
     def _event_names(self, names: dict[str, Counter]) -> None:
+        self._learn_slots()
         for key, votes in names.items():
             kind, n = votes.most_common(1)[0]
             if "=" in key:
@@ -411,6 +463,9 @@ class Learner:
             if unknown:
                 self.report.unmapped.append(f"event parameter(s) {', '.join(unknown)} carry nothing Protheus was told; "
                                             f"written as fields the gateway does not read")
+            for what, slot in self._slot_names.items():
+                if isinstance(slot, int) and slot < len(layout) and layout[slot] == "?" and what not in layout:
+                    layout[slot] = what
             spare = iter(f for f in ("other_device", "old_call_id", "last_redirection", "direction", "cause",
                                      "reason", "trunks", "category", "data") if f not in layout)
             self.out["event_params"]["default"] = [f if f != "?" else next(spare, "data") for f in layout]
@@ -465,6 +520,9 @@ class Learner:
         self.transport = "callback"
         self.learn_commands()
         self.learn_events()
+        for what, slot in self._slot_names.items():
+            if isinstance(slot, str) and slot != self.default.fields[what]:
+                self.out["fields"][what] = slot
         self.learn_agent_states()
         for f, votes in self.field_votes.items():
             member, n = votes.most_common(1)[0]
