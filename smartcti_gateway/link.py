@@ -79,7 +79,8 @@ class Link:
         self.health = LinkHealth(grace=self.ho.grace, backoff_max=self.ho.reconnect_max, clock=time.monotonic)
         self.protocols = protocols
         self.engine = Engine(version, self.health, pop_template=pop_template,
-                             protocol_of=self._protocol_of if protocols is not None else None)
+                             protocol_of=self._protocol_of if protocols is not None else None,
+                             late_reports=driver.reports_late)
         self.switch = self.engine.switch          # what the status page and /metrics read
         self.eventing = eventing or EventingClient()
         self.delivery = EventDelivery(link_id, self.eventing, delivery, on_release=self._release)

@@ -493,9 +493,6 @@ def test_a_call_id_that_is_no_number_is_refused_not_sent_as_zero(gw):
     assert [c["call_id"] for c in calls] == [body["call_id"]]              # the connected call is still there
 
 
-@pytest.mark.xfail(strict=True, reason="core (notify.agent_confirmed/_agent): the §10.2 READY/NOTREADY confirmations "
-                                       "overtake PABX events that lag the commands (polling), and only the last "
-                                       "confirmation's echo is absorbed: the others are told again, late")
 def test_agent_commands_back_to_back_reach_protheus_once_in_order(gw):
     sim = gw.gateway.simulator
     since = in_service(gw, "2001")

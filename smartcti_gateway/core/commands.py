@@ -209,7 +209,7 @@ class Commands:
                 d.agent.state = state
                 d.agent.groups = groups or d.agent.groups
                 d.agent.password = password or d.agent.password
-            if state in (AgentState.READY, AgentState.NOT_READY):
+            if state in (AgentState.READY, AgentState.NOT_READY) or self.notifier.late_reports:
                 self.outbox.extend(self.notifier.agent_confirmed(d, notes_before))
             return int(Result.SUCCESS)
 

@@ -42,9 +42,10 @@ class Outcome:
 
 class Engine:
     def __init__(self, version: str, health: LinkHealth | None = None, clock: Callable[[], float] = time.monotonic,
-                 *, pop_template: str = "", protocol_of: ProtocolOf | None = None):
+                 *, pop_template: str = "", protocol_of: ProtocolOf | None = None, late_reports: bool = False):
         self.switch = Switch(clock)
-        notifier = Notifier(self.switch, pop_template=pop_template, protocol_of=protocol_of)
+        notifier = Notifier(self.switch, pop_template=pop_template, protocol_of=protocol_of,
+                            late_reports=late_reports)
         self._commands = Commands(self.switch, version, health, notifier)
         self._notifier = self._commands.notifier
 

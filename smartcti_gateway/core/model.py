@@ -77,6 +77,7 @@ class Device:
     agent_note: tuple = ()
     agent_notes: int = 0
     agent_echo: tuple = ()
+    agent_echoes: list = field(default_factory=list)   # with late reports: every confirmed change still to echo
 
     @property
     def event_urls(self) -> list[str]:

@@ -173,9 +173,17 @@ def failure_cause(cause: Result) -> int:
     return int(FAILURE_CAUSES.get(cause, cause))
 
 
+# With a switch that reports late (polled events), how long a confirmed change's echo is waited for.
+ECHO_WAIT = 10.0
+
+
 class Notifier:
-    def __init__(self, switch: Switch, *, pop_template: str = "", protocol_of: ProtocolOf | None = None):
+    def __init__(self, switch: Switch, *, pop_template: str = "", protocol_of: ProtocolOf | None = None,
+                 late_reports: bool = False):
         self.switch = switch
+        # the switch's reports may lag its answers (polled events): Logon/Logoff are confirmed too, so that
+        # LOGGEDON comes first, and every confirmed change's echo is absorbed when it comes, in order
+        self.late_reports = late_reports
         self.pop_template = pop_template
         self.protocol_of = protocol_of
 
@@ -203,12 +211,17 @@ class Notifier:
         told Protheus since the command was planned; a later echo of the PABX is not repeated."""
         state = dev.agent.state if dev.agent is not None else AgentState.LOGGED_OFF
         kind = {AgentState.READY: AgentEventType.READY, AgentState.NOT_READY: AgentEventType.NOT_READY}.get(state)
+        if kind is None and self.late_reports:
+            kind = {AgentState.LOGGED_ON: AgentEventType.LOGGED_ON,
+                    AgentState.LOGGED_OFF: AgentEventType.LOGGED_OFF}.get(state)
         if kind is None:
             return []
         if dev.agent_notes > notes_before and dev.agent_note[:1] == (_AGENT_EVENTS[kind],):
             return []
         notes = self._agent(dev, AgentEvent(kind, dev.name), confirming=True)
         dev.agent_echo = dev.agent_note
+        if self.late_reports:
+            dev.agent_echoes.append((_AGENT_EVENTS[kind], self.switch.clock()))
         return notes
 
     def on_pabx_event(self, event: PabxEvent) -> list[Notification]:
@@ -287,7 +300,15 @@ class Notifier:
         name = _AGENT_EVENTS[ev.type]
         note = (name, agent_id, groups)
         echo, dev.agent_echo = dev.agent_echo, ()
-        if echo and name == echo[0] and not confirming:
+        if not confirming and dev.agent_echoes:
+            now = self.switch.clock()
+            dev.agent_echoes[:] = [e for e in dev.agent_echoes if now - e[1] <= ECHO_WAIT]
+            pending = [e[0] for e in dev.agent_echoes]
+            if name in pending:
+                # a late report of a change already confirmed; the echoes before it will not come any more
+                del dev.agent_echoes[:pending.index(name) + 1]
+                return []
+        elif echo and name == echo[0] and not confirming:
             return []   # the PABX's own report of a change the gateway already confirmed
         dev.agent_note = note
         dev.agent_notes += 1

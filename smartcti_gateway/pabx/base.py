@@ -67,6 +67,9 @@ class Driver(ABC):
 
     events_received = 0      # PABX events taken in (a driver counts them, or reads them from its connection)
     events_rejected = 0      # PABX reports refused as unreadable or unknown
+    # the switch's reports may come well after the answer to the command that caused them (its events
+    # are polled): the core then keeps every confirmed change's echo until it comes (core/notify.py)
+    reports_late = False
 
     def __init__(self, common: Common):
         self.common = common
