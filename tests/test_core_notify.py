@@ -594,3 +594,30 @@ def test_a_refused_ready_is_not_confirmed():
     c.outbox.clear()
     assert c.plan("Ready", {"device": "2001"}).failed(p.PabxError(Result.INVALID_USER)) == 1
     assert c.outbox == []
+
+
+def test_a_switch_that_reports_late_gets_logon_confirmed_and_every_echo_absorbed_in_order():
+    """Polled events: the PABX's reports of Logon, Ready and NotReady come after all three answers.
+    Protheus hears LOGGEDON, READY, NOTREADY once each, in that order; a report after the echoes' wait
+    is news again."""
+    clock = [100.0]
+    c = Commands(Switch(lambda: clock[0]), "test", notifier=None)
+    c.notifier.late_reports = True
+    c.plan("AgentInService", {"device": "2001", "ipaddress": URL}).done(None)
+    c.outbox.clear()
+    for op, args in (("Logon", {"agentID": "1234", "groupID": "701"}), ("Ready", {}), ("NotReady", {})):
+        assert c.plan(op, {"device": "2001", **args}).done(None) == 0
+    told = [x.name for x in c.outbox]
+    for kind in (A.LOGGED_ON, A.READY, A.NOT_READY):       # the late reports
+        told += [x.name for x in c.notifier.on_pabx_event(p.AgentEvent(kind, "2001", "1234", ("701",)))]
+    assert told == ["LOGGEDON", "READY", "NOTREADY"]
+    clock[0] += 11                                            # the agent presses ready on the phone, later
+    assert [x.name for x in c.notifier.on_pabx_event(p.AgentEvent(A.READY, "2001", "1234", ("701",)))] == ["READY"]
+
+
+def test_a_switch_that_reports_at_once_keeps_the_single_echo_rule():
+    c = Commands(Switch(), "test")
+    c.plan("AgentInService", {"device": "2001", "ipaddress": URL}).done(None)
+    c.outbox.clear()
+    assert c.plan("Logon", {"device": "2001", "agentID": "1234", "groupID": "701"}).done(None) == 0
+    assert c.outbox == []                                     # LOGGEDON is the PABX's to tell
