@@ -23,7 +23,7 @@ from ..base import Common, Driver, EventSink, LostSink, monitor_each
 from .ami import Message
 from .connection import AmiConnection
 from .options import AsteriskOptions
-from .tracker import LOGON_REASON, Chan, Tracker
+from .tracker import LOGON_REASON, Chan, Member, Tracker
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +291,8 @@ async def _set_agent_state(drv: AsteriskDriver, r: p.SetAgentState):
                                                      "Reason": LOGON_REASON})
             if not reply.ok and "lready" not in reply.get("Message"):
                 raise p.PabxError(Result.INVALID_GROUP_ID, f"AMI QueueAdd {o.queue_of(group)}: {reply.get('Message')}")
+            # a member now, even before its QueueMemberAdded comes: a Ready right after must find it
+            t.members.setdefault(r.device, {}).setdefault(o.queue_of(group), Member(r.agent_id, True, LOGON_REASON))
     elif r.state is p.AgentState.LOGGED_OFF:
         queues = [o.queue_of(g) for g in r.groups] if r.groups else list(t.members.get(r.device, {}))
         if not queues:
