@@ -11,7 +11,6 @@ import logging
 import re
 import time
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
 
 import aiohttp
 
@@ -32,16 +31,6 @@ def masked_card(card: str) -> str:
     return ("*" * max(0, len(card) - 4) + card[-4:]) if card else ""
 
 
-@dataclass
-class CallNote:
-    """What the links saw of a call carrying a protocol, for its record."""
-
-    number: str
-    status: str = ""
-    device: str = ""
-    agent: str = ""
-
-
 class Protocols:
     def __init__(self, cfg: ProtocolConfig, *, clock=time.time):
         self.cfg = cfg
@@ -55,6 +44,7 @@ class Protocols:
         self._by_call: OrderedDict[str, str] = OrderedDict()   # call id -> number: the event path's cache
         self._http: aiohttp.ClientSession | None = None
         self._retention: asyncio.Task | None = None
+        self._pending: set[asyncio.Task] = set()         # external generator asked for a ringing call
 
     # ---------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -146,7 +136,9 @@ class Protocols:
         if self.cfg.mode == "off":
             return ""
         if self.cfg.mode == "external":
-            asyncio.get_running_loop().create_task(self._issue_quietly(channel, kw))
+            task = asyncio.get_running_loop().create_task(self._issue_quietly(channel, kw))
+            self._pending.add(task)                # kept until done: the loop holds tasks only weakly
+            task.add_done_callback(self._pending.discard)
             return ""
         try:
             return self._issue(channel, **kw).number

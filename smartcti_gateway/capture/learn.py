@@ -383,7 +383,6 @@ class Learner:
                if "method" in r["parsed"]]
         if out:
             self.transport = "callback"
-            self.event_wire = Counter(m for _, m, _ in out)
             return out
         polls = Counter(c.method for c in self.calls if not c.used and isinstance((c.answer or {}).get("result"), list))
         method = next((m for m, n in polls.most_common() if n >= POLL_MIN_CALLS), None)

@@ -14,6 +14,7 @@ the gateway makes on its own clock. Exit 0 only when every step agrees.
 from __future__ import annotations
 
 import asyncio
+import base64
 import xmlrpc.client
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -126,7 +127,7 @@ def steps_of(records: list[dict]) -> tuple[list[Step], list[tuple[str, list, Any
 class StubNgc:
     """Answers the gateway's XML-RPC calls from the capture; gives it the captured events again."""
 
-    def __init__(self, ngc_calls: list[tuple[str, list, Any]], quiet: set[str]):
+    def __init__(self, ngc_calls: list[tuple[str, list, Any]], quiet: set[str], poll_method: str = ""):
         self.by_method: dict[str, deque] = defaultdict(deque)
         self.last: dict[str, Any] = {}
         for method, params, answer in ngc_calls:
@@ -135,6 +136,7 @@ class StubNgc:
         self.calls: list[tuple[str, list]] = []
         self.callback = ""
         self.pending: list = []            # events for the next poll
+        self.poll_method = poll_method     # the NGC's events are asked with it (transport: poll)
 
     async def handle(self, request: web.Request) -> web.Response:
         params, method = xmlrpc.client.loads(await request.read())
@@ -146,7 +148,7 @@ class StubNgc:
                         self.callback = v
             elif isinstance(p, str) and p.startswith(("http://", "https://")):
                 self.callback = p
-        if method in self.quiet and self.pending is not None and method == self.poll_method:
+        if self.poll_method and method == self.poll_method:
             answer, self.pending = {"result": self.pending}, []
         else:
             if method not in self.quiet:
@@ -166,12 +168,9 @@ class StubNgc:
             body = xmlrpc.client.dumps((_xmlrpc_value(answer.get("result")),), methodresponse=True, allow_none=True)
         return web.Response(text=body, content_type="text/xml")
 
-    poll_method = ""
-
 
 def _xmlrpc_value(v: Any) -> Any:
     if isinstance(v, dict) and set(v) == {"base64"}:
-        import base64
         return xmlrpc.client.Binary(base64.b64decode(v["base64"]))
     if isinstance(v, dict):
         return {k: _xmlrpc_value(x) for k, x in v.items()}
@@ -256,8 +255,7 @@ async def replay(records: list[dict], dialect: dict, *, link_id: int = 0) -> lis
     quiet = {d.methods["status"], d.methods.get("poll_events") or "", d.methods["register_listener"],
              d.methods["unregister_listener"]} - {""}
     read_only = {d.methods[m] for m in READ_ONLY if d.methods.get(m)}
-    ngc = StubNgc(ngc_calls, quiet)
-    ngc.poll_method = d.methods.get("poll_events") or ""
+    ngc = StubNgc(ngc_calls, quiet, d.methods.get("poll_events") or "")
     protheus = StubProtheus()
     ngc_runner, ngc_port = await _serve(ngc.handle)
     p_runner, p_port = await _serve(protheus.handle)
