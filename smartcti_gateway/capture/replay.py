@@ -18,7 +18,7 @@ import base64
 import xmlrpc.client
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
@@ -48,6 +48,8 @@ class Step:
     params: list = field(default_factory=list)
     calls: list = field(default_factory=list)      # [(method, params)] DigitroCTILink made in this step
     events: list = field(default_factory=list)     # [(operation, args)] it pushed to Protheus
+    during: bool = False            # an event that came while a command was in flight: given at that point
+    given: bool = False
 
 
 @dataclass
@@ -75,15 +77,20 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def steps_of(records: list[dict]) -> tuple[list[Step], list[tuple[str, list, Any]]]:
+def steps_of(records: list[dict]) -> tuple[list[Step], list[tuple[str, list, Any, list]]]:
     """The capture as steps in time order, and every NGC call with its answer in order: (method, params,
-    parsed answer). A call belongs to the command being answered when it was made; an event to Protheus
-    to the last step before it."""
+    parsed answer, the events to give before answering it). A call belongs to the command being answered
+    when it was made; an event to Protheus to the last step before it.
+
+    An NGC event that came while a command was in flight, before the answer of one of its calls, is
+    given again at the same point: before the stub answers that call. Given after the command instead,
+    it would change what the gateway saw when it answered (a Ready answered before the Logon's report
+    came turns LOGGEDON, READY into READY, LOGGEDON)."""
     answers = {(r["side"], r["conn"]): r for r in records if r["dir"] in ("from_pabx", "from_middleware")}
     steps: list[tuple[float, float, Step]] = []
-    calls: list[tuple[float, str, list]] = []
+    calls: list[tuple[float, str, list, float, list]] = []   # (t, method, params, answered at, its ngc_calls entry)
     pushed: list[tuple[float, str, dict]] = []
-    ngc_calls: list[tuple[str, list, Any]] = []
+    ngc_calls: list[tuple[str, list, Any, list]] = []
     for r in records:
         parsed = r.get("parsed") or {}
         t = float(r.get("t", 0))
@@ -98,7 +105,8 @@ def steps_of(records: list[dict]) -> tuple[list[Step], list[tuple[str, list, Any
         elif r["dir"] == "to_pabx" and "method" in parsed:
             ans = answers.get(("xmlrpc", r["conn"])) or {}
             answer = ans.get("parsed")
-            ngc_calls.append((parsed["method"], list(parsed.get("params") or []), answer))
+            before: list[Step] = []
+            ngc_calls.append((parsed["method"], list(parsed.get("params") or []), answer, before))
             result = (answer or {}).get("result")
             if isinstance(result, list):          # a poll: each event it answered is a step of its own
                 at = float(ans.get("t", t))
@@ -109,14 +117,26 @@ def steps_of(records: list[dict]) -> tuple[list[Step], list[tuple[str, list, Any
                         steps.append((at, at, Step("event", r["seq"], params=[item] if isinstance(item, dict)
                                                    else list(item))))
             else:
-                calls.append((t, parsed["method"], list(parsed.get("params") or [])))
+                calls.append((t, parsed["method"], list(parsed.get("params") or []), float(ans.get("t", t)), before))
         elif r["dir"] == "event_to_protheus" and "operation" in parsed:
             pushed.append((t, parsed["operation"], dict(parsed.get("args") or {})))
     steps.sort(key=lambda x: x[0])
-    for t, method, params in calls:
+    owned: dict[int, list] = defaultdict(list)      # id(command step) -> its calls
+    for t, method, params, answered, before in calls:
         owner = next((st for start, end, st in steps if st.kind == "command" and start <= t <= end), None)
         if owner is not None:
             owner.calls.append((method, params))
+            owned[id(owner)].append((answered, before))
+    for at, _, st in steps:
+        if st.kind != "event":
+            continue
+        command = next((c for start, end, c in steps if c.kind == "command" and start <= at <= end), None)
+        if command is None:
+            continue
+        before = next((b for answered, b in owned.get(id(command), []) if answered > at), None)
+        if before is not None:
+            before.append(st)
+            st.during = True
     for t, op, args in pushed:
         owner = next((st for start, _, st in reversed(steps) if start <= t), None)
         if owner is not None:
@@ -127,16 +147,18 @@ def steps_of(records: list[dict]) -> tuple[list[Step], list[tuple[str, list, Any
 class StubNgc:
     """Answers the gateway's XML-RPC calls from the capture; gives it the captured events again."""
 
-    def __init__(self, ngc_calls: list[tuple[str, list, Any]], quiet: set[str], poll_method: str = ""):
+    def __init__(self, ngc_calls: list[tuple[str, list, Any, list]], quiet: set[str], poll_method: str = ""):
         self.by_method: dict[str, deque] = defaultdict(deque)
         self.last: dict[str, Any] = {}
-        for method, params, answer in ngc_calls:
-            self.by_method[method].append((params, answer))
+        for method, params, answer, before in ngc_calls:
+            self.by_method[method].append((params, answer, before))
         self.quiet = quiet                  # methods the gateway calls on its own clock
         self.calls: list[tuple[str, list]] = []
         self.callback = ""
         self.pending: list = []            # events for the next poll
+        self.polled = asyncio.Event()      # a poll took what was pending
         self.poll_method = poll_method     # the NGC's events are asked with it (transport: poll)
+        self.give: Callable[[Step], Awaitable[None]] | None = None    # how an event is given to the gateway
 
     async def handle(self, request: web.Request) -> web.Response:
         params, method = xmlrpc.client.loads(await request.read())
@@ -150,13 +172,17 @@ class StubNgc:
                 self.callback = p
         if self.poll_method and method == self.poll_method:
             answer, self.pending = {"result": self.pending}, []
+            self.polled.set()
         else:
             if method not in self.quiet:
                 self.calls.append((method, params))
             queue = self.by_method.get(method)
             if queue:
-                answer = queue.popleft()[1]
+                _, answer, before = queue.popleft()
                 self.last[method] = answer
+                for step in before:         # what the NGC reported before it answered this call
+                    if not step.given and self.give is not None:
+                        await self.give(step)
             else:
                 answer = self.last.get(method) or {"fault": {"code": 1, "string": f"not in the capture: {method}"}}
         if answer is None:
@@ -256,6 +282,11 @@ async def replay(records: list[dict], dialect: dict, *, link_id: int = 0) -> lis
              d.methods["unregister_listener"]} - {""}
     read_only = {d.methods[m] for m in READ_ONLY if d.methods.get(m)}
     ngc = StubNgc(ngc_calls, quiet, d.methods.get("poll_events") or "")
+    expected_by_step = []
+    total = 0
+    for st in steps:            # Protheus' events up to each step: which step a push is filed under is a race
+        total += len(st.events)
+        expected_by_step.append(total)
     protheus = StubProtheus()
     ngc_runner, ngc_port = await _serve(ngc.handle)
     p_runner, p_port = await _serve(protheus.handle)
@@ -270,9 +301,10 @@ async def replay(records: list[dict], dialect: dict, *, link_id: int = 0) -> lis
         url = f"http://127.0.0.1:{port}/axis2/services/SmartCTIWSCommand"
         events_url = f"http://127.0.0.1:{p_port}/eventing"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=STEP_TIMEOUT + 5)) as http:
-            for step in steps:
+            ngc.give = lambda step: _give_event(http, ngc, step, d)
+            short = 0           # events that never came: not waited for again at every later step
+            for step, expected_events in zip(steps, expected_by_step):
                 calls_before = len(ngc.calls)
-                expected_events = len(protheus.events) + len(step.events)
                 if step.kind == "command":
                     args = {k: (events_url if k == "ipaddress" else ("secret" if v == "***" else v))
                             for k, v in step.args.items()}
@@ -282,16 +314,17 @@ async def replay(records: list[dict], dialect: dict, *, link_id: int = 0) -> lis
                     got = str(answer.get("return", ""))
                     if got != step.returned:
                         diffs.append(Difference(step, f"answered {got!r}; DigitroCTILink answered {step.returned!r}"))
-                else:
+                elif not step.given:
                     await _give_event(http, ngc, step, d)
-                await _wait_events(protheus, expected_events)
+                await _wait_events(protheus, expected_events - short)
+                short = max(short, expected_events - len(protheus.events))
                 asked = d.methods.get(OPERATION_METHODS.get(step.operation, ""), "")
                 kept = lambda c: c[0] not in quiet and (c[0] not in read_only or c[0] == asked)  # noqa: E731
                 made = [c for c in ngc.calls[calls_before:] if kept(c)]
                 theirs = [c for c in step.calls if kept(c)]
                 if step.kind == "command" and not _same([list(c) for c in made], [list(c) for c in theirs]):
                     diffs.append(Difference(step, f"the gateway called {made}; DigitroCTILink called {theirs}"))
-            await _wait_events(protheus, sum(len(st.events) for st in steps))
+            await _wait_events(protheus, total - short)
             diffs += _compare_events(steps, protheus.events)
     finally:
         await gw.stop()
@@ -301,10 +334,21 @@ async def replay(records: list[dict], dialect: dict, *, link_id: int = 0) -> lis
 
 
 async def _give_event(http: aiohttp.ClientSession, ngc: StubNgc, step: Step, d) -> None:
+    """The event to the gateway, as the NGC gave it; back once the gateway has taken it (its callback
+    answered, or its next poll answered with it), so that what follows cannot overtake it."""
+    step.given = True
     if ngc.poll_method:
         ngc.pending.append([step.method, *step.params] if step.method and d.event_methods else
                            (step.params[0] if len(step.params) == 1 and isinstance(step.params[0], dict)
                             else step.params))
+        ngc.polled.clear()
+        try:
+            async with asyncio.timeout(float(d.transport.get("poll_interval", 1.0)) + 1.0):
+                while ngc.pending:
+                    await ngc.polled.wait()
+                    ngc.polled.clear()
+        except TimeoutError:
+            pass        # not polled: the events it should have caused are missing, which the report says
         return
     if not ngc.callback:
         return
