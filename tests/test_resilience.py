@@ -118,6 +118,45 @@ def test_a_quick_pabx_restart_between_keepalives_is_noticed():
         peers.close()
 
 
+def test_an_ngc_without_listener_that_restarts_is_noticed_by_the_polls_that_fail():
+    """A polled NGC has no listener channel to forget, so keep-alive cannot tell a restart; the polls that
+    fail while it is down take the link down, and on its return every device is monitored again and the
+    agent's loss is told. (A restart quicker than one poll interval is not seen: docs/digitro-xmlrpc.md.)"""
+    from smartcti_gateway.pabx.digitro.dialect import Dialect
+
+    from .test_foreign_ngc import FOREIGN
+    dialect = Dialect.with_overrides(FOREIGN)
+    peers = Peers()
+
+    async def foreign_ngc():
+        await peers.sim_runner.cleanup()
+        return await start_simulator("127.0.0.1", peers.sim_port, options_from_mapping({"answer_after": 0.05}),
+                                     dialect)
+    peers.sim, peers.sim_runner = peers.run(foreign_ngc())
+    gw = RunningGateway(gateway_for(peers, dialect=FOREIGN, keepalive=5))    # no keep-alive in the window
+    try:
+        link = gw.link()
+        assert gw.code("AgentInService", device="2001", ipaddress=peers.events_url) == 0
+        assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+        wait_for(lambda: names_for(peers, "2001")[-1:] == ["LOGGEDON"], what="logged on")
+        since = last_seq(peers)
+        peers.run(peers.sim_runner.cleanup())                          # the NGC goes down ...
+        wait_for(lambda: not gw.in_loop(lambda: link.health.up), what="a failed poll takes the link down")
+        peers.sim, peers.sim_runner = peers.run(start_simulator(       # ... and comes back knowing nothing
+            "127.0.0.1", peers.sim_port, options_from_mapping({"answer_after": 0.05}), dialect))
+        wait_for(lambda: gw.in_loop(lambda: link.health.up), timeout=10, what="reconnected")
+        monitored = wait_for(
+            lambda: [p for m, p, _ in peers.sim_call(lambda s: list(s.recent)) if m == "ura.monitorarRamal"],
+            what="2001 monitored again")
+        assert monitored == [("2001",)]
+        wait_for(lambda: names_for(peers, "2001", since) == ["LOGGEDOFF"], what="the agent's loss told")
+        peers.sim_call(lambda s: s.inbound(ANI, "2001", device="2001"))
+        wait_for(lambda: names_for(peers, "2001", since) == ["LOGGEDOFF", "RINGING"], what="calls pop again")
+    finally:
+        gw.close()
+        peers.close()
+
+
 def test_events_lost_in_a_network_cut_are_recovered_by_the_resync():
     peers = Peers()
     gw_port = free_port()
