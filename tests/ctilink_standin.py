@@ -66,6 +66,8 @@ NOT_SUPPORTED = 21
 # ura.situacaoOperador's situacao -> queryAgentState value (smartcti.md §4.3)
 AGENT_STATES = {"DESLOGADO": 25, "LOGADO": 26, "POS": 27, "LIVRE": 28, "FALANDO": 29, "PAUSA": 30}
 STATE_UNKNOWN = 25       # never 16: it would close Protheus' listener
+# ura.chamadasDaFila's situacaoChamada -> the state of a GetCallList entry (smartcti.md §4.4: 7 = queued)
+CALL_LIST_STATES = {"INI": "1", "TOC": "2", "CON": "3", "RET": "4", "FAL": "6", "FIL": "7"}
 
 # polled event method -> SmartCTIWSEventing operation (None: known, not told to Protheus)
 EVENTS = {
@@ -488,7 +490,7 @@ class CtiLinkStandIn:
             except _Refused:
                 return VERSION
         if op == "GetCallList":
-            return ""
+            return await self._call_list(a.get("groupID", ""))
         if op in ("queryAgentState", "GetInfoChamAtiv", "getActiveCallInfo"):
             return await self._query(op, self._device(a["cDevice"]))
         dev = self._device(a["device"])
@@ -498,6 +500,19 @@ class CtiLinkStandIn:
         except _Refused as e:
             log.info("%s %s: %s -> %d", op, ramal, e, e.code)
             return e.code
+
+    async def _call_list(self, group: str) -> str:
+        """``CMD#LISTA_CHAMADAS#0#group#id,state,device;…`` from ura.chamadasDaFila; "" when there is none."""
+        group = group.strip()
+        try:
+            reply = await self._ngc("ura.chamadasDaFila", group)
+        except _Refused:
+            return ""
+        calls = reply.get("chamadas") if isinstance(reply, dict) else None
+        entries = [",".join((_text(c.get("idChamada")), CALL_LIST_STATES.get(_text(c.get("situacaoChamada")), "0"),
+                             _text(c.get("ramal")) or _text(c.get("origem"))))
+                   for c in calls or [] if isinstance(c, dict) and _text(c.get("idChamada"))]
+        return f"CMD#LISTA_CHAMADAS#0#{group}#" + ";".join(entries) if entries else ""
 
     async def _query(self, op: str, dev: _Device) -> int | str:
         if op == "queryAgentState":

@@ -82,9 +82,12 @@ def record_the_old_middleware(bg: BackgroundLoop, out: Path) -> None:
         since = bg.in_loop(lambda: protheus.seq)
         sim_post(sim.port, "/sim/inbound", {"ani": ANI, "dnis": DNIS, "group": "701"})
         saw("RINGING", since)
-        for op, event in (("Answer", "ANSWERED"), ("Hold", "HELD"), ("Retrieve", "RETRIEVE")):
+        ringing = saw("RINGING", since)["params"]["CALLID"]
+        for op, event, state in (("Answer", "ANSWERED", "3"), ("Hold", "HELD", "4"), ("Retrieve", "RETRIEVE", "3")):
             assert soap_via(port, op, device="2001") == "0", op
             saw(event, since)
+            # the supervisor's queue screen (TMKA600) asks meanwhile: the call, in its state, on 2001
+            assert soap_via(port, "GetCallList", groupID="701") == f"CMD#LISTA_CHAMADAS#0#701#{ringing},{state},2001"
         assert soap_via(port, "queryAgentState", cDevice="2001") == "29"
         assert soap_via(port, "ConnectionClear", device="2001", CallID="") == "0"
         saw("CONNECTIONCLEARED", since)
@@ -96,6 +99,9 @@ def record_the_old_middleware(bg: BackgroundLoop, out: Path) -> None:
         assert soap_via(port, "NotReady", device="2001", agentID="", groupID="") == "0"
         saw("NOTREADY", since)
         assert soap_via(port, "queryAgentState", cDevice="2001") == "30"
+        # nobody free: a call waits in the group, and the queue screen shows it (7 = queued, §4.4)
+        queued = sim_post(sim.port, "/sim/inbound", {"ani": "4833330000", "dnis": DNIS, "group": "701"})["call_id"]
+        assert soap_via(port, "GetCallList", groupID="701") == f"CMD#LISTA_CHAMADAS#0#701#{queued},7,4833330000"
         assert soap_via(port, "Logoff", device="2001", agentID="", groupID="") == "0"
         saw("LOGGEDOFF", since)
     finally:
@@ -128,6 +134,12 @@ def test_capture_learn_run_and_replay_against_a_foreign_ngc(tmp_path):
         assert wire in dialect["event_methods"], wire
     assert dialect["event_params"]["default"][:4] == ["device", "call_id", "calling", "called"]
     assert "OneStepCallTransfer" in report.not_exercised
+    # the queue screen's lists: where the calls are, which member names a call's state, and its values
+    assert dialect["methods"]["group_calls"] == "ura.chamadasDaFila" and dialect["params"]["group_calls"] == ["groups"]
+    assert {k: dialect["fields"][k] for k in ("calls", "call_state", "call_id", "device", "calling")} == {
+        "calls": "chamadas", "call_state": "situacaoChamada", "call_id": "idChamada", "device": "ramal",
+        "calling": "origem"}
+    assert dialect["call_states"] == {"CON": "connected", "RET": "held", "FIL": "queued"}
 
     # the gateway, with that dialect only, works the round against the same foreign NGC
     bg = BackgroundLoop()
@@ -157,6 +169,10 @@ def test_capture_learn_run_and_replay_against_a_foreign_ngc(tmp_path):
             since = mark(gw)
             assert gw.code("MakeCall", device="2001", telephoneNumber="4899990000") == 0
             wait_device(gw, "2001", ["SERVICEINITIATED", "ORIGINATED", "RINGING", "ANSWERED"], since)
+            assert gw.code("ConnectionClear", device="2001", CallID="") == 0
+            assert gw.code("NotReady", device="2001", agentID="", groupID="") == 0
+            queued = sim_post(sim.port, "/sim/inbound", {"ani": "4833330000", "dnis": DNIS, "group": "701"})["call_id"]
+            assert gw.call("GetCallList", groupID="701") == f"CMD#LISTA_CHAMADAS#0#701#{queued},7,4833330000"
         finally:
             gw.close()
             bg.run(sim_runner.cleanup())

@@ -98,6 +98,38 @@ def foreign_capture() -> list[dict]:
     return c.records
 
 
+def call_list_capture(second_state: str = "RET") -> list[dict]:
+    """A call answered then held, and one waiting, each time with the queue screen's GetCallList."""
+    c = Capture()
+    c.event("RINGING", {"CDEVICE": "2001", "ILINKID": "1", "CALLID": "77", "ANI": "4832810000", "DNIS": "7001",
+                        "ASSOCIATEDDATA": "3|4832810000", "CALLTYPE": "1"})
+    c.event("ANSWERED", {"CDEVICE": "2001", "ILINKID": "1", "CALLID": "77", "ANI": "4832810000", "DNIS": "7001"})
+
+    def listing(state, returned, *extra):
+        return ("ura.chamadasDaFila", ["701"], ok({"codigo": "0", "lista": [
+            {"id": 77, "sit": state, "ramal": "2001", "origem": "4832810000"}, *extra]}))
+    c.command("GetCallList", {"groupID": "701"}, "CMD#LISTA_CHAMADAS#0#701#77,3,2001", listing("CON", ""))
+    c.event("HELD", {"CDEVICE": "2001", "ILINKID": "1", "CALLID": "77", "ANI": "4832810000", "DNIS": "7001"})
+    waiting = {"id": 81, "sit": "FIL", "ramal": "", "origem": "4833330000"}
+    c.command("GetCallList", {"groupID": "701"}, "CMD#LISTA_CHAMADAS#0#701#77,4,2001;81,7,4833330000",
+              listing(second_state, "", waiting))
+    return c.records
+
+
+def test_call_states_and_the_call_lists_members_follow_what_protheus_was_told():
+    dialect, report = learn(call_list_capture())
+    assert dialect["call_states"] == {"CON": "connected", "RET": "held", "FIL": "queued"}
+    assert {k: dialect["fields"][k] for k in ("calls", "call_state", "call_id", "device", "calling")} == {
+        "calls": "lista", "call_state": "sit", "call_id": "id", "device": "ramal", "calling": "origem"}
+    assert "call states: sit of lista (3 samples: CON=connected, FIL=queued, RET=held)" in report.learned
+    loaded = Dialect.with_overrides(dialect)
+    assert loaded.call_states["RET"].value == "held"
+    # a member that does not tell held from answered names no state: said, nothing guessed
+    dialect, report = learn(call_list_capture(second_state="CON"))
+    assert "call_states" not in dialect and "call_state" not in dialect.get("fields", {})
+    assert any(line.startswith("call states: no single member of the calls in lista") for line in report.unmapped)
+
+
 def test_a_foreign_middleware_teaches_its_shape():
     dialect, report = learn(foreign_capture())
     assert dialect["methods"] == {"monitor_start": "ura.monitorarRamal", "agent_login": "ura.entrarFila",

@@ -11,7 +11,10 @@ Three correlations do the work:
 * each NGC event (posted to DigitroCTILink's callback, or answered to a poll) is matched with the SOAP
   events DigitroCTILink then pushed to Protheus for the same device: that gives the event's name (a type
   member, or one method per event), its fields and the states and causes it carries;
-* queryAgentState's SOAP answer (25…30) names the NGC's agent states.
+* queryAgentState's SOAP answer (25…30) names the NGC's agent states;
+* a list of calls the NGC answered (group_calls for GetCallList, device_calls) names the calls' states:
+  each entry's call is in the state its last SOAP event said (RINGING alerting, ANSWERED connected, HELD
+  held…), or queued when GetCallList listed it with 7 (the one code Protheus itself reads, §4.4).
 
 What differs from the default dialect is written; what was seen but not understood, and the operations
 the capture never exercised, are reported so the technician knows what to do once more.
@@ -54,6 +57,10 @@ EVENT_FIELDS = {"CDEVICE": "device", "CALLID": "call_id", "ANI": "calling", "DNI
                 "CAGENTID": "agent", "CGROUPID": "groups"}
 # queryAgentState's answer -> neutral agent state (smartcti.md §2)
 AGENT_CODES = {25: "logged_off", 26: "logged_on", 27: "work_after_call", 28: "ready", 29: "busy", 30: "not_ready"}
+# the SOAP event last pushed for a call -> the state of its connection (a call list entry's state)
+CALL_EVENT_STATES = {"SERVICEINITIATED": "initiated", "ORIGINATED": "connected", "RINGING": "alerting",
+                     "ANSWERED": "connected", "RETRIEVE": "connected", "HELD": "held", "CALLFAILURE": "failed"}
+QUEUED_CODE = "7"         # GetCallList's state of a call waiting in the group (smartcti.md §4.4)
 EVENT_WINDOW = 2.0        # s between an NGC event and the SOAP events DigitroCTILink pushed for it
 _STATE_WORDS = re.compile(r"estado|situac|state|status", re.I)   # a member naming an agent's state
 POLL_MIN_CALLS = 3        # a method called this often outside any command, answering arrays: the event poll
@@ -514,6 +521,116 @@ class Learner:
                 self.out["agent_states"][value] = state
         self.report.learned.append(f"agent states: {member} ({len(samples)} sample{'s' * (len(samples) != 1)})")
 
+    # -------------------------------------------------------- call states
+    def _listed_queued(self, at: float) -> set[str]:
+        """Call ids a GetCallList answered as queued (7) by the command being answered at ``at``."""
+        out: set[str] = set()
+        for request, answer in self.commands:
+            if request["parsed"]["operation"] != "GetCallList" or not answer or not request["t"] <= at <= answer["t"]:
+                continue
+            body = _text(answer["parsed"].get("return", "")).split("#", 4)[-1]
+            for entry in body.split(";"):
+                parts = entry.split(",")
+                if len(parts) >= 2 and parts[1].strip() == QUEUED_CODE:
+                    out.add(parts[0].strip())
+        return out
+
+    def _state_of(self, entry: dict, at: float, queued: set[str]) -> tuple[str, str, dict] | None:
+        """The state of a call list entry's call at ``at``, its call id and the arguments of its last SOAP
+        event: from that event (on the device the entry names, when it names one), or queued when GetCallList
+        said so."""
+        values = {_text(v).strip() for v in entry.values() if not isinstance(v, (dict, list))}
+        for call_id in values & (self.call_ids | queued):
+            last = None
+            for e in self.soap_events:
+                a = e["parsed"].get("args") or {}
+                if e["t"] <= at and _text(a.get("CALLID", "")) == call_id and e["parsed"]["operation"] in CALL_EVENT_STATES:
+                    if last is None or _text(a.get("CDEVICE", "")) in values or \
+                            _text((last["parsed"].get("args") or {}).get("CDEVICE", "")) not in values:
+                        last = e
+            if last is not None:
+                return CALL_EVENT_STATES[last["parsed"]["operation"]], call_id, last["parsed"].get("args") or {}
+            if call_id in queued:
+                return "queued", call_id, {}
+        return None
+
+    def _vote_entry_members(self, entry: dict, call_id: str, args: dict) -> None:
+        """An entry's members by the values they share with what Protheus was told of its call."""
+        told = {call_id: "call_id"}
+        for soap, logical in (("CDEVICE", "device"), ("ANI", "calling"), ("DNIS", "called")):
+            value = _text(args.get(soap, "")).strip() or next(
+                (_text((e["parsed"].get("args") or {}).get(soap, "")).strip() for e in self.soap_events
+                 if _text((e["parsed"].get("args") or {}).get("CALLID", "")) == call_id and
+                 _text((e["parsed"].get("args") or {}).get(soap, "")).strip()), "")
+            if value and value not in told:
+                told[value] = logical
+        for member, v in entry.items():
+            logical = told.get(_text(v).strip())
+            if logical:
+                self.field_votes[logical][member] += 1
+
+    def learn_call_states(self) -> None:
+        """The member of a call list answer that holds the calls, the entries' member naming the state, and
+        its values (group_calls, device_calls: GetCallList, the resync's look at a device)."""
+        samples: list[tuple[str, dict]] = []
+        holders: Counter = Counter()
+        for c in self.calls:
+            result = (c.answer or {}).get("result")
+            if not isinstance(result, dict):
+                continue
+            queued = self._listed_queued(c.t)
+            for member, value in result.items():
+                if not (isinstance(value, list) and value and all(isinstance(x, dict) for x in value)):
+                    continue
+                for entry in value:
+                    found = self._state_of(entry, c.t, queued)
+                    if found is not None:
+                        state, call_id, args = found
+                        samples.append((state, entry))
+                        holders[member] += 1
+                        self._vote_entry_members(entry, call_id, args)
+        if not samples:
+            if any(r["parsed"]["operation"] == "GetCallList" for r, _ in self.commands):
+                self.report.unmapped.append("call states: GetCallList was asked, but no list the NGC answered "
+                                            "holds a call Protheus was told of; ask it again during a call")
+            else:
+                self.report.not_exercised.append("GetCallList (the queue screen, TMKA600) during a call, with it "
+                                                 "held, and with a call waiting: the calls' states")
+            return
+        holder = holders.most_common(1)[0][0]
+        if holder != self.default.fields["calls"]:
+            self.out["fields"]["calls"] = holder
+        members = {m for _, e in samples for m, v in e.items() if isinstance(v, (str, int)) and _text(v).strip()}
+        default = self.default.fields["call_state"]
+        fitting = []
+        for m in members:
+            by_state: dict[str, set] = defaultdict(set)
+            for state, e in samples:
+                by_state[state].add(_text(e.get(m, "")).strip())
+            values = [next(iter(v)) for v in by_state.values() if len(v) == 1]
+            if len(values) == len(by_state) and "" not in values and len(set(values)) == len(values) and \
+                    (len(values) > 1 or m == default or _STATE_WORDS.search(m)):
+                fitting.append(m)
+        if len(fitting) > 1:
+            fitting = [m for m in fitting if _STATE_WORDS.search(m)] or fitting
+        if len(fitting) != 1:
+            self.report.unmapped.append(f"call states: no single member of the calls in {holder} follows the "
+                                        f"call's state ({', '.join(sorted(members)) or 'none'}); ask GetCallList "
+                                        f"with calls in more states (ringing, answered, held, waiting)")
+            return
+        member = fitting[0]
+        if member != default:
+            self.out["fields"]["call_state"] = member
+        seen = {}
+        for state, e in samples:
+            value = _text(e[member]).strip()
+            seen[value] = state
+            known = self.default.call_states.get(value)
+            if known is None or known.value != state:
+                self.out["call_states"][value] = state
+        self.report.learned.append(f"call states: {member} of {holder} ({len(samples)} sample"
+                                   f"{'s' * (len(samples) != 1)}: {', '.join(f'{v}={k}' for v, k in sorted(seen.items()))})")
+
     # ------------------------------------------------------------- result
     def learn(self) -> tuple[dict, Report]:
         self.transport = "callback"
@@ -523,6 +640,7 @@ class Learner:
             if isinstance(slot, str) and slot != self.default.fields[what]:
                 self.out["fields"][what] = slot
         self.learn_agent_states()
+        self.learn_call_states()
         for f, votes in self.field_votes.items():
             member, n = votes.most_common(1)[0]
             if member != self.default.fields.get(f):
