@@ -29,6 +29,7 @@ from aiohttp import web
 from smartcti_gateway.capture import CaptureError, body_bytes, read_capture
 from smartcti_gateway.capture.mask import mask_bytes
 from smartcti_gateway.capture.proxy import CaptureOptions, CaptureProxy
+from smartcti_gateway.capture.rewrite import Rewrite, rewrite_wsdl, wsdl_query
 from smartcti_gateway.cli import main
 
 from .support import (
@@ -439,6 +440,220 @@ def test_soap_ipaddress_rewritten_and_events_forwarded(bg, upstream, tmp_path):
     assert [r["http"]["method"] for r in ev] == ["GET", "POST"]
     assert ev[1]["parsed"] == {"operation": "RINGING", "args": {"CDEVICE": "2001", "ILINKID": "1", "CALLID": "77"}}
     assert len(of(records, "soap", "event_answer")) == 2
+
+
+# ---------------------------------------------------------------- WSDL addresses
+WSDL_TEMPLATE = (
+    '<?xml version="1.0" encoding="UTF-8"?>\r\n'
+    '<wsdl:definitions xmlns:wsdl="http://schemas.xmlsoap.org/wsdl/" '
+    'xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/" xmlns:soap12="http://schemas.xmlsoap.org/wsdl/soap12/" '
+    'xmlns:http="http://schemas.xmlsoap.org/wsdl/http/" targetNamespace="http://DefaultNamespace">\n'
+    '  <wsdl:documentation>served by {up}/axis/services/SmartCTIWSCommand</wsdl:documentation>\n'
+    '  <wsdl:import namespace="urn:x" location="{up}/axis/services/Types?wsdl"/>\n'
+    '  <wsdl:service name="SmartCTIWSCommand">\n'
+    '    <wsdl:port name="SmartCTIWSCommandHttpSoap11Endpoint" binding="ns:SmartCTIWSCommandSoap11Binding">\n'
+    '      <soap:address location="{up}/axis/services/SmartCTIWSCommand.SmartCTIWSCommandHttpSoap11Endpoint/"/>\n'
+    '    </wsdl:port>\n'
+    '    <wsdl:port name="SmartCTIWSCommandHttpSoap12Endpoint" binding="ns:SmartCTIWSCommandSoap12Binding">\n'
+    "      <soap12:address\tlocation = '{up}/axis/services/SmartCTIWSCommand?a=1&amp;b=2' />\n"
+    '    </wsdl:port>\n'
+    '    <wsdl:port name="Elsewhere" binding="ns:SmartCTIWSCommandHttpBinding">\n'
+    '      <http:address location="http://10.9.8.7:8080/axis/services/SmartCTIWSCommand"/>\n'
+    '    </wsdl:port>\n'
+    '  </wsdl:service>\n'
+    '</wsdl:definitions>\n')
+
+
+def wsdl_of(up: str, soap11: str | None = None, soap12: str | None = None) -> bytes:
+    """The WSDL naming ``up``; ``soap11``/``soap12``: the base written instead in that address only."""
+    text = WSDL_TEMPLATE.replace("{up}", up)
+    if soap11:
+        text = text.replace(f'<soap:address location="{up}', f'<soap:address location="{soap11}')
+    if soap12:
+        text = text.replace(f"location = '{up}", f"location = '{soap12}")
+    return text.encode()
+
+
+def test_wsdl_addresses_on_the_upstream_are_pointed_at_the_proxy_and_nothing_else_changes():
+    up = "http://Tomcat.Example:80"       # the upstream "http://tomcat.example": host case, default port
+    body = wsdl_of("http://tomcat.example", soap11=up, soap12="HTTP://TOMCAT.EXAMPLE")
+    new, rewrites = rewrite_wsdl(body, "http://tomcat.example", "http://cti-proxy:8090")
+    expected = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\r\n'
+        b'<wsdl:definitions xmlns:wsdl="http://schemas.xmlsoap.org/wsdl/" '
+        b'xmlns:soap="http://schemas.xmlsoap.org/wsdl/soap/" xmlns:soap12="http://schemas.xmlsoap.org/wsdl/soap12/" '
+        b'xmlns:http="http://schemas.xmlsoap.org/wsdl/http/" targetNamespace="http://DefaultNamespace">\n'
+        b'  <wsdl:documentation>served by http://tomcat.example/axis/services/SmartCTIWSCommand</wsdl:documentation>\n'
+        b'  <wsdl:import namespace="urn:x" location="http://tomcat.example/axis/services/Types?wsdl"/>\n'
+        b'  <wsdl:service name="SmartCTIWSCommand">\n'
+        b'    <wsdl:port name="SmartCTIWSCommandHttpSoap11Endpoint" binding="ns:SmartCTIWSCommandSoap11Binding">\n'
+        b'      <soap:address location="http://cti-proxy:8090/axis/services/SmartCTIWSCommand.'
+        b'SmartCTIWSCommandHttpSoap11Endpoint/"/>\n'
+        b'    </wsdl:port>\n'
+        b'    <wsdl:port name="SmartCTIWSCommandHttpSoap12Endpoint" binding="ns:SmartCTIWSCommandSoap12Binding">\n'
+        b"      <soap12:address\tlocation = 'http://cti-proxy:8090/axis/services/SmartCTIWSCommand?a=1&amp;b=2' />\n"
+        b'    </wsdl:port>\n'
+        b'    <wsdl:port name="Elsewhere" binding="ns:SmartCTIWSCommandHttpBinding">\n'
+        b'      <http:address location="http://10.9.8.7:8080/axis/services/SmartCTIWSCommand"/>\n'
+        b'    </wsdl:port>\n'
+        b'  </wsdl:service>\n'
+        b'</wsdl:definitions>\n')
+    assert new == expected
+    assert rewrites == [
+        Rewrite(f"{up}/axis/services/SmartCTIWSCommand.SmartCTIWSCommandHttpSoap11Endpoint/",
+                "http://cti-proxy:8090/axis/services/SmartCTIWSCommand.SmartCTIWSCommandHttpSoap11Endpoint/", -1),
+        Rewrite("HTTP://TOMCAT.EXAMPLE/axis/services/SmartCTIWSCommand?a=1&b=2",
+                "http://cti-proxy:8090/axis/services/SmartCTIWSCommand?a=1&b=2", -1)]
+
+    # another scheme or port is another server; any prefix, attributes before location, user-info kept
+    other = (b"<definitions><port><wsdlsoap:address xmlns:wsdlsoap=\"urn:s\" location=\"https://tomcat.example/x\"/>"
+             b"<address location='http://tomcat.example:8080/x'/>"
+             b"<soap:address a='location=\"http://tomcat.example/y\"' location=\"http://u@tomcat.example/z\"/>"
+             b"<soap:addressing location=\"http://tomcat.example/w\"/></port></definitions>")
+    new, rewrites = rewrite_wsdl(other, "http://tomcat.example:80", "http://cti-proxy:8090/_ev/0")
+    assert new == other.replace(b'"http://u@tomcat.example/z"', b'"http://u@cti-proxy:8090/_ev/0/z"')
+    assert [r.replacement for r in rewrites] == ["http://u@cti-proxy:8090/_ev/0/z"]
+    # not XML: left as it is
+    text = b'see <soap:address location="http://tomcat.example/x"/>'
+    assert rewrite_wsdl(text, "http://tomcat.example", "http://cti-proxy:8090") == (text, [])
+
+    # hostile bodies stay fast: an address whose attributes never end, values never closed
+    for hostile in (b"<x><a:address" + b' a=""' * 500_000 + b" location", b"<x>" + b'<address a="location' * 300_000):
+        t = time.perf_counter()
+        assert rewrite_wsdl(hostile, "http://tomcat.example", "http://cti-proxy:8090") == (hostile, [])
+        assert time.perf_counter() - t < 2.0
+
+    assert wsdl_query("/x?wsdl") and wsdl_query("/x?WSDL") and wsdl_query("/x?wsdl=a.wsdl")
+    assert wsdl_query("/x?WSDL&x=1") and wsdl_query("/_ev/0?Wsdl")
+    assert not wsdl_query("/x") and not wsdl_query("/x?wsdlx") and not wsdl_query("/x?a=wsdl")
+    assert not wsdl_query("/wsdl")
+
+
+class WsdlUpstream:
+    """DigitroCTILink's Tomcat (or Protheus' eventing server) serving a WSDL that names its own address,
+    to any request on any path: plain, chunked (path with ``chunked``) or gzip-encoded (``gzip``)."""
+
+    def __init__(self, bg: BackgroundLoop):
+        self.bg = bg
+        bg.run(self._start())
+
+    async def _start(self):
+        async def any_request(request: web.Request):
+            await request.read()
+            body = self.wsdl
+            if "chunked" in request.path:
+                resp = web.StreamResponse(headers={"Content-Type": "text/xml;charset=UTF-8"})
+                resp.enable_chunked_encoding()
+                await resp.prepare(request)
+                for i in range(0, len(body), 100):
+                    await resp.write(body[i:i + 100])
+                await resp.write_eof()
+                return resp
+            if "gzip" in request.path:
+                return web.Response(body=gzip.compress(body), headers={"Content-Type": "text/xml",
+                                                                       "Content-Encoding": "gzip"})
+            return web.Response(body=body, headers={"Content-Type": "text/xml;charset=UTF-8"})
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", any_request)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, LOCAL, 0).start()
+        self.port = self.runner.addresses[0][1]
+        self.url = f"http://{LOCAL}:{self.port}"
+        self.wsdl = wsdl_of(self.url)
+
+    def close(self):
+        self.bg.run(self.runner.cleanup())
+
+
+@pytest.fixture
+def wsdl_upstream(bg):
+    u = WsdlUpstream(bg)
+    yield u
+    u.close()
+
+
+def test_a_wsdl_read_through_the_proxy_names_the_proxy(bg, wsdl_upstream, tmp_path):
+    """GET ?wsdl on the command path and on an eventing path: the client gets its addresses on the
+    proxy (the Host it used, /_ev/<n> for Protheus' one), the file what the upstream sent."""
+    out = tmp_path / "cap.jsonl"
+    up = wsdl_upstream.url
+    proxy = start_proxy(bg, out, soap_listen=(LOCAL, 0), soap_upstream=up + "/axis/services/SmartCTIWSCommand")
+    port = proxy.soap.port
+    mine = f"http://{LOCAL}:{port}"
+    original = wsdl_upstream.wsdl
+
+    status, body, headers = http(port, "GET", "/axis/services/SmartCTIWSCommand?wsdl")
+    assert status == 200 and body == wsdl_of(up, soap11=mine, soap12=mine)
+    assert dict(headers)["Content-Length"] == str(len(body)) and "Transfer-Encoding" not in dict(headers)
+    assert b'location="http://10.9.8.7:8080/axis/services/SmartCTIWSCommand"' in body
+    # the Host the client used names the proxy; chunked answers stay chunked
+    status, body, headers = http(port, "GET", "/axis/services/chunked?WSDL&x=1",
+                                 headers={"Host": "cti-proxy.example:8090"})
+    assert status == 200 and body == wsdl_of(up, soap11="http://cti-proxy.example:8090",
+                                             soap12="http://cti-proxy.example:8090")
+    assert dict(headers)["Transfer-Encoding"] == "chunked"
+    # no Host (HTTP/1.0): the proxy's own address
+    reply = raw_exchange(port, b"GET /axis/services/SmartCTIWSCommand?wsdl HTTP/1.0\r\n\r\n")
+    assert reply.partition(b"\r\n\r\n")[2] == wsdl_of(up, soap11=mine, soap12=mine)
+    # an eventing WSDL read through /_ev/0 (after an AgentInService made it reachable there)
+    env = protheus_envelope("AgentInService", device="2001", ipaddress=up + "/ws/SMARTCTIWSEVENTING.apw")
+    assert http(port, "POST", "/axis/services/SmartCTIWSCommand", env)[0] == 200
+    status, body, _ = http(port, "GET", "/_ev/0/ws/SMARTCTIWSEVENTING.apw?WSDL")
+    assert status == 200 and body == wsdl_of(up, soap11=mine + "/_ev/0", soap12=mine + "/_ev/0")
+    bg.run(proxy.stop())
+
+    _, records = read_capture(out)
+    answers = of(records, "soap", "from_middleware")
+    # the file keeps the WSDL as the upstream sent it, what was changed beside it
+    first = answers[0]
+    assert body_bytes(first) == original and first["size"] == len(original)
+    soap11 = "/axis/services/SmartCTIWSCommand.SmartCTIWSCommandHttpSoap11Endpoint/"
+    soap12 = "/axis/services/SmartCTIWSCommand?a=1&b=2"
+    assert first["rewritten"] == {"from": up + soap11, "to": mine + soap11}
+    assert first["rewritten_all"] == [{"from": up + soap11, "to": mine + soap11},
+                                      {"from": up + soap12, "to": mine + soap12}]
+    assert answers[1]["rewritten"] == {"from": up + soap11, "to": "http://cti-proxy.example:8090" + soap11}
+    assert body_bytes(answers[1]) == original and body_bytes(answers[2]) == original
+    assert "rewritten" not in answers[3]            # the AgentInService answer
+    (ev_answer,) = of(records, "soap", "event_answer")
+    assert body_bytes(ev_answer) == original
+    assert ev_answer["rewritten"] == {"from": up + soap11, "to": mine + "/_ev/0" + soap11}
+    (ev,) = of(records, "soap", "event_to_protheus")
+    assert ev["http"]["method"] == "GET" and ev["upstream"] == up + "/ws/SMARTCTIWSEVENTING.apw?WSDL"
+    requests = of(records, "soap", "to_middleware")
+    assert [r["http"]["path"] for r in requests[:3]] == [
+        "/axis/services/SmartCTIWSCommand?wsdl", "/axis/services/chunked?WSDL&x=1",
+        "/axis/services/SmartCTIWSCommand?wsdl"]
+
+
+def test_only_wsdl_answers_to_get_are_rewritten_and_compressed_ones_pass_with_a_note(bg, wsdl_upstream, tmp_path):
+    out = tmp_path / "cap.jsonl"
+    proxy = start_proxy(bg, out, soap_listen=(LOCAL, 0), soap_upstream=wsdl_upstream.url)
+    port = proxy.soap.port
+    original = wsdl_upstream.wsdl
+    for method, path in [("GET", "/axis/services/SmartCTIWSCommand"), ("GET", "/x?wsdlx"), ("GET", "/x?a=wsdl"),
+                         ("GET", "/SmartCTIWSCommand.wsdl"), ("POST", "/axis/services/SmartCTIWSCommand?wsdl")]:
+        status, body, headers = http(port, method, path, b"<x/>" if method == "POST" else None)
+        assert status == 200 and body == original, (method, path)
+        assert dict(headers)["Content-Length"] == str(len(original))
+    with socket.create_connection((LOCAL, port), timeout=10) as s:
+        s.sendall(b"GET /gzip?wsdl HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, gz = data.partition(b"\r\n\r\n")
+    assert b"Content-Encoding: gzip" in head and gzip.decompress(gz) == original
+    bg.run(proxy.stop())
+    _, records = read_capture(out)
+    answers = of(records, "soap", "from_middleware")
+    assert len(answers) == 6 and not any("rewritten" in r for r in answers)
+    assert not any("not_rewritten" in r for r in answers[:5])
+    assert answers[5]["decoded"] == "gzip" and body_bytes(answers[5]) == original
+    assert answers[5]["not_rewritten"] == (
+        f"gzip-encoded answer to a WSDL request: its addresses were not rewritten (a client reading it may "
+        f"post to {wsdl_upstream.url} directly)")
 
 
 # -------------------------------------------------------------------- masking

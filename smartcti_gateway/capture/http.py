@@ -10,11 +10,17 @@ where a callback URL may have to be rewritten); a longer one is streamed as it c
 
 Requests arriving at ``/<prefix>/<n>/…`` are the peers' callbacks (the NGC's ``cti.evento`` posts,
 DigitroCTILink's SmartCTIWSEventing events): they go to the URL that was rewritten to point here.
+
+The answer to a ``GET …?wsdl`` is the one answer read whole (up to ``BUFFER_LIMIT``) before it is
+relayed: the address locations in it that name the upstream are pointed at the proxy
+(``rewrite.rewrite_wsdl``), or a client reading the WSDL would post past the capture. The file keeps
+the answer as the upstream sent it, the rewrites beside it (``rewritten``), as for requests.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -28,7 +34,7 @@ from yarl import URL
 
 from .mask import mask_header, mask_url
 from .record import Recorder
-from .rewrite import CallbackTable, Rewrite
+from .rewrite import MAX_TARGETS, CallbackTable, Rewrite, rewrite_wsdl, wsdl_query
 
 log = logging.getLogger("smartcti_gateway.capture")
 
@@ -46,6 +52,9 @@ _SKIP_AUTO = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 
 
 HEAD_TIMEOUT = 15.0      # seconds for a request's head, and of idle keep-alive
+
+# A Host header fit to be written into a WSDL location: host name, IPv4 or [IPv6], optional port.
+_HOST_HEADER = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._\-]+)(?::[0-9]{1,5})?")
 
 
 @dataclass(frozen=True)
@@ -74,6 +83,33 @@ def _base(url: str) -> tuple[str, str]:
     default = (parts.scheme == "http" and port == 80) or (parts.scheme == "https" and port == 443)
     return f"{parts.scheme}://{hp}", (hostport(host, port) if not default else
                                        (f"[{host}]" if ":" in host else host))
+
+
+def _note_rewrites(rec: dict[str, Any], rewrites: list[Rewrite]) -> None:
+    """``rewritten`` (the first rewrite) and, when there are more, ``rewritten_all`` in a record."""
+    rec["rewritten"] = {"from": mask_url(rewrites[0].original), "to": mask_url(rewrites[0].replacement)}
+    if len(rewrites) > 1:
+        rec["rewritten_all"] = [{"from": mask_url(r.original), "to": mask_url(r.replacement)} for r in rewrites]
+
+
+class _Kept:
+    """The first ``cap`` bytes of a body as it passed, and its whole length."""
+
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.parts: list[bytes] = []
+        self.kept = 0
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.kept < self.cap:
+            piece = chunk[:self.cap - self.kept]
+            self.parts.append(piece)
+            self.kept += len(piece)
+
+    def data(self) -> bytes:
+        return b"".join(self.parts)
 
 
 def _headers(raw: Any) -> list[list[str]]:
@@ -138,6 +174,8 @@ class HttpSide:
         self.failures = 0
         self._inflight: set[asyncio.Task] = set()
         self._refused_warned = False
+        self._wsdl_logged: set[tuple[str, str]] = set()
+        self._wsdl_warned = False
 
     @property
     def callback(self) -> str:
@@ -258,10 +296,7 @@ class HttpSide:
         if complete and head and not callback:
             body, rewrites = spec.rewrite(head, self.table, self.callback)
             if rewrites:
-                rec["rewritten"] = {"from": mask_url(rewrites[0].original), "to": mask_url(rewrites[0].replacement)}
-                if len(rewrites) > 1:
-                    rec["rewritten_all"] = [{"from": mask_url(r.original), "to": mask_url(r.replacement)}
-                                            for r in rewrites]
+                _note_rewrites(rec, rewrites)
                 for r in rewrites:
                     if self.table.first.get(r.index) is r:
                         log.info("%s: %s %s rewritten to %s: the calls to %s come through the proxy",
@@ -308,9 +343,8 @@ class HttpSide:
 
         # ------------------------------------------------ forwarding
         ans: dict[str, Any] = {"side": spec.name, "dir": ans_dir, "conn": xid}
-        kept: list[bytes] = []
-        kept_n = 0
-        size = 0
+        answer = _Kept(cap)
+        wsdl = self._wsdl_bases(request, raw_path, target, callback)
         resp: web.StreamResponse | None = None
         try:
             try:
@@ -331,18 +365,20 @@ class HttpSide:
                             continue
                         resp.headers.add(name, v.decode("latin-1"))
                     chunked = "chunked" in up.headers.get("Transfer-Encoding", "").lower()
-                    if up.content_length is not None and not chunked:
-                        resp.content_length = up.content_length
+                    length = up.content_length if not chunked else None
+                    first: list[bytes] = []
+                    if wsdl is not None:
+                        first, length = await self._wsdl_answer(up, answer, ans, wsdl, length)
+                    if length is not None:
+                        resp.content_length = length
                     try:
                         await resp.prepare(request)
+                        for chunk in first:
+                            await resp.write(chunk)
                     except Exception as e:  # noqa: BLE001
                         raise _ClientGone(e) from None
                     async for chunk in up.content.iter_any():
-                        size += len(chunk)
-                        if kept_n < cap:
-                            piece = chunk[:cap - kept_n]
-                            kept.append(piece)
-                            kept_n += len(piece)
+                        answer.add(chunk)
                         try:
                             await resp.write(chunk)
                         except Exception as e:  # noqa: BLE001
@@ -374,9 +410,69 @@ class HttpSide:
             self._record_streamed(stream_state, "the upstream answered before the whole body was sent")
             if "http" in ans:
                 ans["ms_total"] = round((time.monotonic() - m0) * 1000, 3)
-                self.recorder.record(ans, b"".join(kept), size, spec.name)
+                self.recorder.record(ans, answer.data(), answer.size, spec.name)
                 self.exchanges += 1
         return resp
+
+    # ---------------------------------------------------------------- WSDL
+    def _wsdl_bases(self, request: web.Request, raw_path: str, target: str,
+                    callback: bool) -> tuple[str, str] | None:
+        """(upstream base, proxy base) for the WSDL addresses of the answer; None when no WSDL is asked.
+
+        The proxy base is the Host the client used (it reached the proxy that way; this listener's
+        callback address when the header is missing or unfit), plus ``/<prefix>/<n>`` on a callback path:
+        a location on that upstream is only reachable through the proxy there.
+        """
+        if request.method != "GET" or not wsdl_query(raw_path):
+            return None
+        host = request.headers.get("Host", "").strip()
+        proxy = "http://" + (host if _HOST_HEADER.fullmatch(host) else self.callback)
+        if callback:
+            number = raw_path[len(self.spec.prefix) + 2:].partition("/")[0].partition("?")[0]
+            proxy += f"/{self.spec.prefix}/{number}"
+        return _base(target)[0], proxy
+
+    async def _wsdl_answer(self, up: aiohttp.ClientResponse, answer: _Kept, ans: dict[str, Any],
+                           wsdl: tuple[str, str], length: int | None) -> tuple[list[bytes], int | None]:
+        """Read the answer to a WSDL request whole and rewrite its addresses: (the chunks to send first,
+        the Content-Length to send). The original goes to ``answer`` (the record); a compressed answer
+        or one larger than BUFFER_LIMIT is relayed as it is, with a ``not_rewritten`` note."""
+        coding = up.headers.get("Content-Encoding", "").strip().lower()
+        if coding not in ("", "identity"):
+            self._not_rewritten(ans, f"{coding}-encoded answer to a WSDL request: its addresses were not "
+                                     f"rewritten (a client reading it may post to {mask_url(wsdl[0])} directly)")
+            return [], length
+        chunks: list[bytes] = []
+        n = 0
+        while n <= BUFFER_LIMIT:
+            chunk = await up.content.readany()
+            if not chunk:
+                break
+            answer.add(chunk)
+            chunks.append(chunk)
+            n += len(chunk)
+        else:
+            self._not_rewritten(ans, f"answer to a WSDL request larger than {BUFFER_LIMIT} bytes: its addresses "
+                                     f"were not rewritten (a client reading it may post to {mask_url(wsdl[0])} "
+                                     f"directly)")
+            return chunks, length
+        body, rewrites = rewrite_wsdl(b"".join(chunks), *wsdl)
+        if not rewrites:
+            return chunks, length
+        _note_rewrites(ans, rewrites)
+        for r in rewrites:
+            key = (r.original, r.replacement)
+            if key not in self._wsdl_logged and len(self._wsdl_logged) < MAX_TARGETS:
+                self._wsdl_logged.add(key)
+                log.info("%s: WSDL address %s rewritten to %s: the clients that read it post through the proxy",
+                         self.spec.name, mask_url(r.original), mask_url(r.replacement))
+        return [body], (len(body) if length is not None else None)
+
+    def _not_rewritten(self, ans: dict[str, Any], why: str) -> None:
+        ans["not_rewritten"] = why
+        if not self._wsdl_warned:
+            self._wsdl_warned = True
+            log.warning("%s: %s; the traffic that takes that way will not be recorded", self.spec.name, why)
 
     async def _read_prefix(self, content: aiohttp.StreamReader, chunks: list[bytes]) -> tuple[bytes, bool]:
         """Up to BUFFER_LIMIT bytes of the body (also in ``chunks``); True when that is the whole body."""

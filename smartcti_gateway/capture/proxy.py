@@ -182,7 +182,8 @@ class CaptureProxy:
             lines.append(f"SOAP: listening on {s.listen}, forwarding to DigitroCTILink at {mask_url(s.upstream)}. "
                          f"Set K4_CMD_URL in Protheus to http://{s.callback}{path}; the eventing URL "
                          f"(MV_TKCTIEV) in each AgentInService is rewritten to http://{s.callback}/_ev/<n>/… "
-                         f"so the events to Protheus come through here too (users must connect again)")
+                         f"so the events to Protheus come through here too (users must connect again); the addresses "
+                         f"in a WSDL read through here are pointed at it the same way")
         for r in self.raw:
             lines.append(f"raw: listening on {r.listen}, forwarding to {r.upstream} (point the client at "
                          f"{r.listen} instead of {r.upstream})")

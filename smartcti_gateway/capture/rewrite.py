@@ -10,11 +10,16 @@ A URL ``scheme://[user-info@]host:port/path?query`` becomes
 distinct ``scheme://host:port`` seen on that side (``CallbackTable``); a request arriving at
 ``/<prefix>/<n>/rest`` is forwarded to that base + ``/rest``. Only URLs seen in a rewritten request
 can be reached that way: the proxy is no open relay.
+
+WSDL: in the answer to a ``GET …?wsdl``, the ``location`` of every ``<…:address>`` element (soap,
+soap12, http; any prefix) on the upstream the request went to is moved to the proxy
+(``rewrite_wsdl``), so that a client reading the WSDL posts through the proxy too.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from xml.sax.saxutils import unescape
 
 _XML_ENTITIES = {"&quot;": '"', "&apos;": "'"}
@@ -29,6 +34,13 @@ _IPADDRESS = re.compile(
     rb"<((?:[A-Za-z_][\w.\-]*:)?ipaddress)(\s[^<>]*)?>(\s*)((?i:https?)://[^<\s]+)(\s*)</\1\s*>",
     re.IGNORECASE)
 _SPLIT = re.compile(rb"(?i)(https?)://([^/?#]*)(.*)", re.DOTALL)
+# The location attribute of a WSDL address element (any prefix), the attributes before it skipped whole
+# so that a "location" inside another attribute's value is never taken; group 1 or 2 is the value.
+# No "<" in a value (XML forbids it there): a search never runs past the next tag, so it stays linear.
+_ATTRIBUTE = rb"""\s+[A-Za-z_][\w.:\-]*\s*=\s*(?:"[^"<]*"|'[^'<]*')"""
+_ADDRESS_LOCATION = re.compile(
+    rb"<(?:[A-Za-z_][\w.\-]*:)?address(?:" + _ATTRIBUTE + rb""")*?\s+location\s*=\s*(?:"([^"<]*)"|'([^'<]*)')""")
+_XML_START = re.compile(rb"(?:\xef\xbb\xbf)?\s*<")
 
 MAX_TARGETS = 64
 
@@ -49,8 +61,8 @@ def xml_unescape(text: str) -> str:
 @dataclass(frozen=True)
 class Rewrite:
     original: str       # the URL as the peer meant it (XML-unescaped)
-    replacement: str    # the URL the upstream got instead
-    index: int
+    replacement: str    # the URL the upstream (or, for a WSDL, the client) got instead
+    index: int          # the CallbackTable number; -1 for a WSDL address
 
 
 class CallbackTable:
@@ -149,3 +161,60 @@ def rewrite_soap(body: bytes, table: CallbackTable, callback: str) -> tuple[byte
     if b"://" not in body or _AGENT_IN_SERVICE.search(body) is None:
         return body, []
     return _substitute(body, _IPADDRESS, 4, table, callback.encode("latin-1"))
+
+
+def url_base(url: str) -> str | None:
+    """``scheme://host:port`` of ``url``, lower case, the port always written (80/443 by default);
+    None when it is no http(s) URL with a host."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}:{port or (443 if scheme == 'https' else 80)}"
+
+
+def wsdl_query(raw_path: str) -> bool:
+    """True when the query of ``raw_path`` asks for a WSDL (``?wsdl``, ``?WSDL``, ``?wsdl=…``, ``?x&wsdl``)."""
+    query = raw_path.partition("?")[2].partition("#")[0]
+    return any(p.partition("=")[0].lower() == "wsdl" for p in query.split("&"))
+
+
+def rewrite_wsdl(body: bytes, upstream: str, proxy: str) -> tuple[bytes, list[Rewrite]]:
+    """``body`` with every WSDL address location on ``upstream`` moved to ``proxy``.
+
+    ``upstream`` is the ``scheme://host[:port]`` the request was forwarded to (compared as ``url_base``
+    does: host in any case, default port or not); ``proxy`` the ``http://host:port[/prefix/n]`` that
+    reaches it through the proxy. Only the ``scheme://host:port`` of a matching location changes (its
+    user-info, path, query and escapes stay as they came, and so does every other byte); a location on
+    another server is left alone. A body that does not start as XML is returned as it is.
+    """
+    want = url_base(upstream)
+    if want is None or b"location" not in body or _XML_START.match(body) is None:
+        return body, []
+    scheme_end = proxy.index("://") + 3
+    done: list[Rewrite] = []
+    out: list[bytes] = []
+    last = 0
+    for m in _ADDRESS_LOCATION.finditer(body):
+        group = 1 if m.group(1) is not None else 2
+        value = m.group(group)
+        split = _SPLIT.match(value)
+        if split is None or url_base(xml_unescape(value.decode("latin-1"))) != want:
+            continue
+        userinfo, at, _ = split.group(2).rpartition(b"@")
+        new = (proxy[:scheme_end].encode("latin-1") + (userinfo + b"@" if at else b"") +
+               proxy[scheme_end:].encode("latin-1") + split.group(3))
+        out.append(body[last:m.start(group)])
+        out.append(new)
+        last = m.end(group)
+        done.append(Rewrite(xml_unescape(value.decode("latin-1")), xml_unescape(new.decode("latin-1")), -1))
+    if not done:
+        return body, done
+    out.append(body[last:])
+    return b"".join(out), done
