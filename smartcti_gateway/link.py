@@ -25,6 +25,8 @@ from .core.operations import SECRET_PARAMS
 from .core.pabx import (AgentEvent, AgentState, AttachCallData, CallEvent, CallEventType, MonitorStart,
                         MonitorStop, PabxError, PabxEvent, PabxUnavailable, QueryAgentState, Request, SnapshotDevice,
                         StartRecording)
+from .core.pabx import ConnectionState, QueryGroupCalls, QueueEvent, SPY_MODES, Spy   # queues and supervision
+from .core.queues import DEFAULT_TIMEZONE, PolledQueues, QueueStats
 from .extlog import NO_TRACE, Trace, clip
 from .latency import Latency
 from .pabx.base import Driver
@@ -100,6 +102,7 @@ class Link:
         self._first_contact: asyncio.Event | None = None   # set once the first try to reach the PABX ended
         self._locks: dict[str, list] = {}    # device -> [lock, users]: its AgentInService/OutOfService in turn
         self._background: set[asyncio.Task] = set()
+        self._init_queues()                  # queues and supervision
 
     def set_trace(self, trace: Trace) -> None:
         """Where per-extension lines go: commands here, PABX traffic in the driver, events in delivery.
@@ -124,6 +127,7 @@ class Link:
         finally:
             self._first_contact.set()
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+        self._start_queues()
 
     async def close(self, drain: float = 5.0) -> None:
         for task in [self._supervisor, *self._background]:
@@ -242,6 +246,8 @@ class Link:
     # --------------------------------------------------------------- events
     def on_event(self, event: PabxEvent) -> None:
         """A PABX event: update the model, queue what Protheus must hear."""
+        if self._queue_event(event):         # a queue's report: statistics only, never Protheus
+            return
         following = self.protocols is not None and isinstance(event, CallEvent)
         before = self.switch.calls.get(event.call_id) if following else None
         notes = self.engine.pabx_event(event)
@@ -522,3 +528,109 @@ class Link:
             self.quiet_calls_closed += closed
             log.warning("link %d: %d call(s) ended without the PABX saying so; closed after checking",
                         self.link_id, closed)
+
+    # ---- queues and supervision
+    def _init_queues(self) -> None:
+        """The queue statistics the supervisor's board and /metrics read (``self.queues``), "today" in the
+        site's zone (the ANS protocol's, when configured)."""
+        zone = self.protocols.cfg.timezone if self.protocols is not None else DEFAULT_TIMEZONE
+        self.queues = QueueStats(zone=zone)
+        self.queue_poll = QUEUE_POLL            # s between polls of a switch without queue events; 0: none
+        self.queue_poller = PolledQueues(grace=ABANDON_GRACE)
+        self._reached: dict[str, None] = {}    # call ids agents got lately (DELIVERED, ESTABLISHED...), oldest first
+
+    def _queue_event(self, event: Any) -> bool:
+        """True when ``event`` was a queue's, taken here; a call reaching an agent is noted for the polls."""
+        if isinstance(event, QueueEvent):
+            self.queues.on_event(event)
+            return True
+        if isinstance(event, CallEvent) and event.type in REACHED_EVENTS and not self.driver.reports_queues:
+            self._reached.pop(event.call_id, None)
+            self._reached[event.call_id] = None
+            while len(self._reached) > MAX_REACHED:
+                del self._reached[next(iter(self._reached))]
+        return False
+
+    def _start_queues(self) -> None:
+        if not self.driver.reports_queues and self.queue_poll > 0:     # 0: no polls (capture replay)
+            self._in_background(self._poll_queues())
+
+    async def _poll_queues(self) -> None:
+        """A switch without queue events (Dígitro): the waiting lists of the logged-on agents' groups,
+        every ``queue_poll`` s while the link is up, diffed into queue events (core.queues.PolledQueues)."""
+        while True:
+            await asyncio.sleep(max(0.0, self.queue_poll))
+            if self.queue_poll <= 0:
+                return                       # switched off meanwhile (capture/replay.py does)
+            try:
+                if self.health.up and not await self._poll_queues_once():
+                    return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - statistics must never stop the link
+                log.exception("link %d: queue poll error; going on", self.link_id)
+
+    async def _poll_queues_once(self) -> bool:
+        """One round; False when the switch cannot list a group's calls at all (no statistics then)."""
+        groups = sorted({g for d in self.switch.devices.values() if d.agent is not None
+                         and d.agent.state is not AgentState.LOGGED_OFF for g in d.agent.groups if g})[:MAX_POLLED]
+        for ev in self.queue_poller.keep_only(set(groups)):
+            self.queues.on_event(ev)
+        for group in groups:
+            try:
+                calls = await self.ask(QueryGroupCalls(group))
+            except PabxUnavailable:
+                return True                  # the keep-alive judges the link; polled again once it is up
+            except PabxError as e:
+                if e.code is Result.NOT_SUPPORTED_FEATURE:
+                    log.info("link %d: the PABX cannot list a group's calls (%s): no queue statistics",
+                             self.link_id, e.detail)
+                    return False
+                log.debug("link %d: calls of group %s not listed: %s", self.link_id, group, e.detail)
+                continue
+            if isinstance(calls, list):
+                for ev in self.queue_poller.poll(group, calls, self._reached_calls(), time.time()):
+                    self.queues.on_event(ev)
+        return True
+
+    def _reached_calls(self) -> set[str]:
+        """Call ids at an agent: told by an event lately, or in the model with a device ringing or talking."""
+        reached = set(self._reached)
+        for call_id, call in self.switch.calls.items():
+            if any(state in AT_AGENT and party in self.switch.devices for party, state in call.connections.items()):
+                reached.add(call_id)
+        return reached
+
+    @property
+    def spy_supported(self) -> bool:
+        """Whether ``spy`` can work here (the board shows its buttons); elsewhere it answers 21."""
+        return self.driver.spy_supported
+
+    async def spy(self, supervisor_device: str, target_device: str, mode: str) -> int:
+        """The supervisor at ``supervisor_device`` listens to, whispers to or barges into the call of
+        ``target_device``; the supervisor's phone rings first. A SmartCTI code: 0 asked, 3 no call there
+        (or no such mode), 18 no such device, 21 the PABX cannot, 22/24 it is not answering."""
+        supervisor, target = supervisor_device.strip(), target_device.strip()
+        if mode not in SPY_MODES:
+            return int(Result.INVALID_OPTION)
+        if not supervisor or not target or supervisor == target or max(len(supervisor), len(target)) > 64:
+            return int(Result.INVALID_DEVICE)
+        try:
+            await self.ask(Spy(supervisor, target, mode))
+        except PabxError as e:
+            log.info("link %d: supervisor at %s could not %s %s: %s", self.link_id, supervisor, mode, target,
+                     e.detail or e.code.name)
+            return int(e.code)
+        log.info("link %d: supervisor at %s: %s on %s", self.link_id, supervisor, mode, target)   # an audit line
+        for device in (supervisor, target):
+            if self.trace.on:
+                self.trace(device, f"SUPERVISOR {supervisor} {mode} {target}")
+        return 0
+
+
+QUEUE_POLL = 2.0            # s between two polls of the groups' calls (Dígitro)
+ABANDON_GRACE = 5.0         # s a call gone from the waiting list has to show up at an agent, else abandoned
+MAX_POLLED = 200            # groups polled per round
+MAX_REACHED = 10_000        # call ids kept as "an agent got it"
+REACHED_EVENTS = frozenset({CallEventType.DELIVERED, CallEventType.ESTABLISHED, CallEventType.TRANSFERRED})
+AT_AGENT = frozenset({ConnectionState.ALERTING, ConnectionState.CONNECTED, ConnectionState.HELD})

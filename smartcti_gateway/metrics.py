@@ -41,6 +41,12 @@ class GatewayCollector(Collector):
                                        labels=["link"])
         agents = GaugeMetricFamily("smartcti_agents", "Agents by state", labels=["link", "state"])
         calls = GaugeMetricFamily("smartcti_calls", "Calls in progress", labels=["link"])
+        queue_waiting = GaugeMetricFamily("smartcti_queue_waiting", "Callers waiting in an ACD group's queue",
+                                          labels=["link", "group"])
+        queue_answered = CounterMetricFamily("smartcti_queue_answered", "Queue calls an agent took, since start",
+                                             labels=["link", "group"])
+        queue_abandoned = CounterMetricFamily("smartcti_queue_abandoned", "Queue callers who hung up while "
+                                              "waiting, since start", labels=["link", "group"])
         for link in self.links():
             lid = str(link.link_id)
             for (op, result), n in sorted(link.command_counts.items()):
@@ -62,8 +68,15 @@ class GatewayCollector(Collector):
             for state in AgentState:
                 agents.add_metric([lid, state.value], by_state.get(state, 0))
             calls.add_metric([lid], len(link.switch.calls))
+            q = link.queues
+            for group, n in q.waiting_counts().items():
+                queue_waiting.add_metric([lid, group], n)
+            for group, n in sorted(q.answered_total.items()):
+                queue_answered.add_metric([lid, group], n)
+            for group, n in sorted(q.abandoned_total.items()):
+                queue_abandoned.add_metric([lid, group], n)
         yield from (commands, latency, events, dropped, retries, depth, received, up, reconnects, in_service,
-                    agents, calls)
+                    agents, calls, queue_waiting, queue_answered, queue_abandoned)
         protocols = self.protocols()
         if protocols is not None:
             yield from _protocol_metrics(protocols)

@@ -664,3 +664,86 @@ def test_a_queue_call_that_skipped_the_ivr_gets_its_number_as_it_rings(lab, tmp_
     finally:
         g.close()
         lab.reset()
+
+
+# ------------------------------------------------------------ queues and supervision
+def queue_board(gw, group="701", service_level=20.0):
+    return gw.in_loop(lambda: gw.link(int(LINK)).queues.snapshot(service_level)).get(group)
+
+
+def test_queue_board_a_caller_waits_for_the_paused_agent_then_is_answered(gw, lab):
+    """The only agent of vendas is paused: the caller waits on the board, the wait growing; the agent
+    becomes ready and answers: answered 1, the wait (Asterisk's HoldTime) within 60 s, not within 1 s."""
+    import time
+    since = in_service(gw, "2001")
+    assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0      # paused: logged on, not ready
+    lab.outside_call(DNIS, ANI)
+    (waiting,) = wait_for(lambda: (g := queue_board(gw)) and g.waiting, CALL_WAIT, what="the caller on the board")
+    assert waiting.calling == ANI and waiting.call_id.startswith("17") and queue_board(gw).answered == 0
+    caller = next(c for c in lab.channels() if c["Channel"].startswith("Local/7001@incoming-") and
+                  c["Channel"].endswith(";1"))
+    assert waiting.call_id == caller["Uniqueid"]           # the call's Linkedid: the id the agent's call gets
+    wait_for(lambda: time.time() - queue_board(gw).waiting[0].since >= 2.0, 10, what="two seconds of waiting")
+    assert queue_board(gw).waiting == [waiting]
+    assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
+    ringing = wait(gw, "2001", ["LOGGEDON", "READY", "RINGING"], since)[2]
+    assert params(ringing)["CALLID"] == waiting.call_id    # the board's waiting call is the agent's call
+    assert queue_board(gw).waiting == [waiting]            # in the queue until the agent answers (app_queue)
+    lab.phones["2001"].accept()
+    wait(gw, "2001", ["LOGGEDON", "READY", "RINGING", "ANSWERED"], since)
+    g = wait_for(lambda: (g := queue_board(gw, service_level=60)) and g.answered == 1 and g, 5, what="answered 1")
+    assert (g.waiting, g.abandoned, g.service_level) == ([], 0, 1.0)
+    assert queue_board(gw, service_level=1).service_level == 0.0
+    metrics = gw.http("GET", "/metrics")[1].decode()
+    assert f'smartcti_queue_answered_total{{group="701",link="{LINK}"}} 1.0' in metrics
+    assert f'smartcti_queue_waiting{{group="701",link="{LINK}"}} 0.0' in metrics
+
+
+def test_queue_board_a_caller_who_hangs_up_while_waiting_is_abandoned(gw, lab):
+    in_service(gw, "2001")
+    assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+    lab.outside_call(DNIS, "4899990003")
+    wait_for(lambda: (g := queue_board(gw)) and [w.calling for w in g.waiting] == ["4899990003"], CALL_WAIT,
+             what="the caller on the board")
+    lab.ami.action("Hangup", Channel="/^Local\\/7001@incoming-.*;1$/")
+    g = wait_for(lambda: (g := queue_board(gw)) and g.abandoned == 1 and g, CALL_WAIT, what="abandoned 1")
+    assert (g.waiting, g.answered, g.service_level) == ([], 0, None)
+    assert "RINGING" not in names(device_events(gw, "2001"))
+
+
+def spy_channel(lab: Lab, supervisor: str) -> dict:
+    return next((c for c in lab.channels() if c["Channel"].startswith(f"PJSIP/{supervisor}-")), {})
+
+
+def test_supervisor_listens_whispers_and_barges_into_an_agents_call(gw, lab):
+    """Supervisor 2003 (in service too: the spy rings its phone, but is no call for its Protheus) listens to
+    2001's call with a customer; then whispers, then barges; the customer hanging up ends the barge."""
+    in_service(gw, "2001", "2003")
+    agent_ready(gw)
+    call_id, since = customer_on(gw, lab)
+    link = gw.link(int(LINK))
+    assert link.spy_supported is True
+    assert gw.run(link.spy("2003", "2002", "listen")) == 3           # 2002 has no call
+    assert gw.run(link.spy("2999", "2001", "listen")) == 18          # no such endpoint
+    assert gw.run(link.spy("2003", "2001", "shout")) == 3
+    agent_chan = next(c["Channel"] for c in lab.channels() if c["Channel"].startswith("PJSIP/2001-"))
+    for mode, options in (("listen", "qES"), ("whisper", "qESw"), ("barge", "qESB")):
+        seen = len(lab.ami.events)
+        assert gw.run(link.spy("2003", "2001", mode)) == 0
+        lab.phones["2003"].accept()                                  # the supervisor picks up
+        start = lab.ami.wait_event(lambda e: e.get("Event") == "ChanSpyStart", CALL_WAIT, since=seen)
+        assert start["SpyerChannel"].startswith("PJSIP/2003-") and start["SpyeeChannel"] == agent_chan
+        chan = spy_channel(lab, "2003")
+        assert (chan["Application"], chan["ApplicationData"]) == ("ChanSpy", f"{agent_chan},{options}")
+        assert bridged(lab, "PJSIP/2001-", "Local/7001@incoming")     # the agent's call goes on as it was
+        if mode != "barge":
+            lab.phones["2003"].hangup()
+            lab.ami.wait_event(lambda e: e.get("Event") == "ChanSpyStop", CALL_WAIT, since=seen)
+            wait_for(lambda: not spy_channel(lab, "2003"), 5, what="the supervisor's channel gone")
+    # the customer hangs up: the agent's channel ends, and with it the barge (ChanSpy's E)
+    seen = len(lab.ami.events)
+    lab.ami.action("Hangup", Channel="/^Local\\/7001@incoming-.*;1$/")
+    lab.ami.wait_event(lambda e: e.get("Event") == "ChanSpyStop", CALL_WAIT, since=seen)
+    wait_for(lambda: not spy_channel(lab, "2003"), CALL_WAIT, what="the supervisor's channel gone with the call")
+    wait(gw, "2001", ["RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
+    assert names(device_events(gw, "2003", since)) == []              # no call of 2003's for Protheus

@@ -297,6 +297,8 @@ async def replay(records: list[dict], dialect: dict, *, link_id: int = 0) -> lis
     diffs: list[Difference] = []
     try:
         await gw.start()
+        for link in gw.links:   # no queue polls: their group_calls would take the answers captured for GetCallList
+            link.queue_poll = 0
         port = gw.port()
         url = f"http://127.0.0.1:{port}/axis2/services/SmartCTIWSCommand"
         events_url = f"http://127.0.0.1:{p_port}/eventing"

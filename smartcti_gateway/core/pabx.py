@@ -294,3 +294,46 @@ class AgentEvent:
 
 
 PabxEvent = CallEvent | AgentEvent
+
+
+# ------------------------------------------------- queues and supervision
+class QueueEventKind(Enum):
+    JOINED = "joined"          # a caller began to wait in the group's queue
+    ANSWERED = "answered"      # an agent took it (Asterisk: AgentConnect; Dígitro: it reached an agent)
+    ABANDONED = "abandoned"    # the caller hung up while waiting
+    LEFT = "left"              # no longer waiting, for whatever reason (answered, abandoned, timeout...)
+
+
+@dataclass(frozen=True)
+class QueueEvent:
+    """A report about an ACD group's queue, not about a monitored device: the link hands it to its
+    queue statistics (core/queues.py), never to the notifier, so Protheus never hears of it.
+
+    ``call_id`` is the id the calls have for the core (Asterisk: the Linkedid), so a waiting call can
+    be matched to the agent's call it becomes. ``waited`` is the seconds in the queue when the PABX
+    says (Asterisk's HoldTime); ``agent`` the device that answered, when known.
+    """
+
+    kind: QueueEventKind
+    group: str
+    call_id: str
+    calling: str = ""
+    waited: float | None = None
+    agent: str = ""
+
+    @property
+    def device(self) -> str:
+        """No device: the per-device notifier (which ignores events for unknown devices) drops it."""
+        return ""
+
+
+SPY_MODES = ("listen", "whisper", "barge")
+
+
+@dataclass(frozen=True)
+class Spy(Request):
+    """The supervisor at ``device`` listens to (``listen``), talks to the agent only (``whisper``) or
+    to both parties (``barge``) of ``target``'s call; the supervisor's phone rings first."""
+
+    target: str
+    mode: str = "listen"

@@ -70,6 +70,9 @@ class Driver(ABC):
     # the switch's reports may come well after the answer to the command that caused them (its events
     # are polled): the core then keeps every confirmed change's echo until it comes (core/notify.py)
     reports_late = False
+    # the switch reports its queues' callers itself (QueueEvent); otherwise the link polls QueryGroupCalls
+    reports_queues = False
+    spy_supported = False      # a supervisor can listen to, whisper to and barge into calls (the Spy request)
 
     def __init__(self, common: Common):
         self.common = common

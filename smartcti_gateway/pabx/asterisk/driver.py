@@ -66,6 +66,8 @@ def dialable(number: str) -> str:
 
 class AsteriskDriver(Driver):
     peer_name = "Asterisk"
+    reports_queues = True      # QueueCallerJoin, AgentConnect... (tracker.py)
+    spy_supported = True       # ChanSpy (_spy)
 
     def __init__(self, o: AsteriskOptions, common: Common):
         super().__init__(common)
@@ -516,6 +518,41 @@ async def _stop_recording(drv: AsteriskDriver, r: p.StopRecording):
     await drv._act("StopMixMonitor", {"Channel": c.name}, Result.INVALID_OPTION, r.device)
 
 
+# ChanSpy's options (app_chanspy.c): q no beep or name, E exit when the spied channel hangs up, S exit when
+# there is none (the call ended before the supervisor answered); w talk to the agent, B to both parties
+SPY_OPTIONS = {"listen": "qES", "whisper": "qESw", "barge": "qESB"}
+_CHANNEL_NAME = re.compile(r"^[A-Za-z0-9_/.@:+;-]{1,200}$")
+
+
+async def _spy(drv: AsteriskDriver, r: p.Spy) -> str:
+    """The supervisor's phone is called (Originate, as MakeCall's); when it answers, it runs ChanSpy on the
+    target's channel in that call. Its channel is no call for Protheus (tracker.spies)."""
+    if r.mode not in SPY_OPTIONS:
+        raise p.PabxError(Result.INVALID_OPTION, f"{r.mode!r} is not a way to supervise: {', '.join(SPY_OPTIONS)}")
+    if not r.device or not r.target or r.device == r.target:
+        raise p.PabxError(Result.INVALID_DEVICE, "the supervisor and the agent must be two devices")
+    for device in (r.device, r.target):
+        await drv._check_device(device)
+    chans = [c for c in drv.tracker.channels_of(r.target) if not c.gone and c.uniqueid not in drv.tracker.spies]
+    target = next((c for c in chans if c.state == "Up"), None)
+    if target is None:
+        raise p.PabxError(Result.INVALID_OPTION, f"{r.target} has no call to {r.mode}")
+    if not _CHANNEL_NAME.match(target.name):     # ChanSpy's arguments are comma-separated
+        raise p.PabxError(Result.INVALID_OPTION, f"channel {target.name!r} cannot be named to ChanSpy")
+    call_id = f"smartcti-spy-{uuid.uuid4().hex[:16]}"
+    drv.tracker.spies.add(call_id)
+    try:
+        await drv._act("Originate", {
+            "Channel": drv.tracker.interface(r.device), "Application": "ChanSpy",
+            "Data": f"{target.name},{SPY_OPTIONS[r.mode]}", "CallerID": f'"{r.mode} {r.target}" <{r.target}>',
+            "Timeout": str(int(drv.o.originate_timeout * 1000)), "Async": "true", "ChannelId": call_id},
+            Result.INVALID_DEVICE, r.device)
+    except p.PabxError:
+        drv.tracker.spies.discard(call_id)
+        raise
+    return call_id
+
+
 async def _status(drv: AsteriskDriver, r: p.QuerySystemStatus):
     await drv.keepalive()
 
@@ -549,4 +586,5 @@ _HANDLERS: dict[type, Callable[..., Any]] = {
     p.AttachCallData: _attach_data,
     p.QuerySystemStatus: _status,
     p.QueryVersion: _version,
+    p.Spy: _spy,
 }

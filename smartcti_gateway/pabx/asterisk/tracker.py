@@ -19,6 +19,7 @@ device gets an id of its own, and a transfer hands the held call's id to the con
 | Hangup | ConnectionCleared |
 | QueueMemberAdded / Removed | LoggedOn / LoggedOff (MemberName = agent id, queues = ACD groups) |
 | QueueMemberPause (paused in every queue, or not) | NotReady (PausedReason) / Ready |
+| QueueCallerJoin / QueueCallerLeave / QueueCallerAbandon / AgentConnect (any queue) | QueueEvent Joined / Left / Abandoned (HoldTime) / Answered (HoldTime) |
 
 Asterisk publishes from several threads: a phone may say Ringing before the Dial or Queue that calls it
 says DialBegin, and the far half of a Local channel may dial before the near half's DialBegin. The
@@ -32,7 +33,8 @@ from typing import Callable
 
 from ...core.codes import Result
 from ...core.pabx import (AgentEvent, AgentEventType as A, AgentInfo, AgentState, CallEvent, CallEventType as E,
-                          CallInfo, ConnectionState as CS, Direction, GroupCall, PabxEvent)
+                          CallInfo, ConnectionState as CS, Direction, GroupCall, PabxEvent, QueueEvent,
+                          QueueEventKind as Q)
 from .ami import Message
 
 UNKNOWN = "<unknown>"
@@ -49,6 +51,15 @@ ORIGINATE_FAILURES = {"3": Result.NO_ANSWER, "5": Result.BUSY, "8": Result.NO_DI
 
 def _num(value: str) -> str:
     return "" if value in (UNKNOWN, "") else value
+
+
+def _wait(value: str) -> float | None:
+    """A HoldTime or Wait (whole seconds); None when it is missing or not a number."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if 0 <= seconds < 10 ** 7 else None
 
 
 @dataclass
@@ -103,6 +114,7 @@ class Tracker:
         self.unanswered: dict[str, Chan] = {}                # hung up before its OriginateResponse came
         self.queue_entries: dict[str, dict[str, Message]] = {}   # queue -> caller uniqueid -> QueueCallerJoin
         self.forwarding: dict[str, str] = {}                 # device -> follow-me number
+        self.spies: set[str] = set()                         # uniqueids of supervisors' ChanSpy channels
         self.divert: Callable[[Chan, str], None] = lambda chan, number: None
 
     # ------------------------------------------------------------ names
@@ -120,7 +132,8 @@ class Tracker:
         return interface[len(self.prefix):] if interface.startswith(self.prefix) else ""
 
     def mine(self, c: Chan | None) -> bool:
-        return c is not None and c.device in self.monitored
+        # a supervisor's ChanSpy (Spy) rings the supervisor's phone: no call of theirs for Protheus
+        return c is not None and c.device in self.monitored and c.uniqueid not in self.spies
 
     def colleague(self, c: Chan | None) -> bool:
         """An extension, not a trunk: both are ``PJSIP/<name>-…``, but a trunk is no device Protheus knows
@@ -298,6 +311,8 @@ class Tracker:
 
     def _on_OriginateResponse(self, m: Message) -> None:
         uid = m.get("Uniqueid")
+        if m.get("Response") != "Success" and uid not in self.chans:
+            self.spies.discard(uid)           # a supervisor who did not pick up
         number = self.originates.pop(uid, None)
         gone = self.unanswered.pop(uid, None)
         if number is None or m.get("Response") == "Success":
@@ -317,6 +332,9 @@ class Tracker:
         if c is None:
             return
         del self.chans[c.uniqueid]
+        if c.uniqueid in self.spies:          # a supervisor's ChanSpy ended
+            self.spies.discard(c.uniqueid)
+            return
         if c.uniqueid in self.originates and c.reported == "initiated":
             # the agent's phone never took our Originate: OriginateResponse, which follows, says why
             self.unanswered[c.uniqueid] = c
@@ -393,13 +411,36 @@ class Tracker:
             if caller is not None:
                 dest.dnis = caller.exten or dest.dnis
 
+    # queue callers: the supervisor's queue statistics (core/queues.py), whoever is monitored
+    def _queue_call_id(self, m: Message) -> str:
+        """The id the caller's call has for the core (the agent's channel gets the same one): the tracked
+        channel's, else its Linkedid."""
+        c = self.chans.get(m.get("Uniqueid"))
+        return c.call_id if c is not None else (m.get("Linkedid") or m.get("Uniqueid"))
+
+    def _queue_event(self, kind: Q, m: Message, waited: str = "", agent: str = "") -> None:
+        queue = m.get("Queue")
+        if queue and m.get("Uniqueid"):
+            self.emit(QueueEvent(kind, self.group_of(queue), self._queue_call_id(m), _num(m.get("CallerIDNum")),
+                                 _wait(waited), agent))
+
     def _on_QueueCallerJoin(self, m: Message) -> None:
         self.queue_entries.setdefault(m.get("Queue"), {})[m.get("Uniqueid")] = m
+        self._queue_event(Q.JOINED, m)
 
     def _on_QueueCallerLeave(self, m: Message) -> None:
         self.queue_entries.get(m.get("Queue"), {}).pop(m.get("Uniqueid"), None)
+        self._queue_event(Q.LEFT, m)
 
-    _on_QueueCallerAbandon = _on_QueueCallerLeave
+    def _on_QueueCallerAbandon(self, m: Message) -> None:
+        """The caller hung up while waiting; QueueCallerLeave follows."""
+        self.queue_entries.get(m.get("Queue"), {}).pop(m.get("Uniqueid"), None)
+        self._queue_event(Q.ABANDONED, m, m.get("HoldTime"))
+
+    def _on_AgentConnect(self, m: Message) -> None:
+        """A member answered a queue caller (after its QueueCallerLeave); HoldTime is the wait, ring included."""
+        agent = self.device_of(m.get("DestChannel")) or self._device_of_interface(m.get("Interface"))
+        self._queue_event(Q.ANSWERED, m, m.get("HoldTime"), agent)
 
     # queue members: the agents
     def _member_device(self, m: Message) -> str:
@@ -560,9 +601,12 @@ class Tracker:
                 others = [o for o in self.chans.values() if o.bridge == c.bridge and o is not c]
                 if len(others) == 1:
                     c.peer = others[0].uniqueid
+        self.spies &= set(self.chans)
 
     def load_members(self, rows: list[Message]) -> None:
-        """QueueStatus after a (re)connect: who is logged on where, paused or not."""
+        """QueueStatus after a (re)connect: who is logged on where, paused or not; who waits (told as
+        Joined, with the Wait so far), and who no longer does (Left: what became of them is not known)."""
+        before = self.queue_entries
         self.members = {}
         self.queue_entries = {}
         for row in rows:
@@ -573,6 +617,14 @@ class Tracker:
                         row.get("Name") or row.get("Location"), row.get("Paused") == "1", row.get("PausedReason"))
             elif row.event == "QueueEntry":
                 self.queue_entries.setdefault(row.get("Queue"), {})[row.get("Uniqueid")] = row
+        for queue, entries in before.items():
+            for uid, m in entries.items():
+                if uid not in self.queue_entries.get(queue, {}):
+                    self._queue_event(Q.LEFT, m)
+        for queue, entries in self.queue_entries.items():
+            for uid, row in entries.items():
+                if uid not in before.get(queue, {}):
+                    self._queue_event(Q.JOINED, row, row.get("Wait"))
 
     # ------------------------------------------------------------- queries
     def channels_of(self, device: str) -> list[Chan]:
