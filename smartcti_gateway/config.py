@@ -11,9 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import callcentre_options
 from .ans import options as protocol_options
 from .configread import ConfigError, Map, Reader, between, listen_problem, load_yaml, split_listen
 from .networks import parse_network, parse_networks
+from .core.dialler import NO_DIALLER_RULE, DiallerRule
+from .core.pauses import NO_PAUSE_REASONS, NO_WRAP_UP, PauseReasons, WrapUp
 from .pabx import DRIVERS
 from .tls import TlsConfig, ca_file_problem, cert_file_problem, tls_problem
 
@@ -87,6 +90,9 @@ class LinkConfig:
     eventing_allow: HostAllow | None = None   # where its events may go; None = the top-level eventing_allow
     pabx: PabxConfig = field(default_factory=PabxConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    wrap_up: WrapUp = NO_WRAP_UP                    # after-call work, then ready by itself (callcentre_options.py)
+    pause_reasons: PauseReasons = NO_PAUSE_REASONS  # with default_pause_reason, for Protheus' NotReady
+    dialler: DiallerRule = NO_DIALLER_RULE          # which calls a dialler delivered (CALLTYPE 3)
 
 
 @dataclass
@@ -300,7 +306,7 @@ def parse(data: Any, source: str = "<config>") -> Config:
         path = f"links[{i}]"
         m = r.mapping(raw, path, root, "links")
         r.check_keys(m, path, {"allow", "tls", "link_id", "name", "command_path", "listen", "pabx", "events",
-                               "eventing_allow"})
+                               "eventing_allow", *callcentre_options.KEYS})
         if "link_id" not in m:
             raise r.fail(m, "", path, "link_id is required: the K4_LINKID of the Protheus SK4 row of this link")
         link = LinkConfig(link_id=r.get(m, "link_id", path, int, 0,
@@ -328,6 +334,9 @@ def parse(data: Any, source: str = "<config>") -> Config:
         seen_paths.add(where)
 
         link.pabx = _pabx(r, r.mapping(m.get("pabx"), f"{path}.pabx", m, "pabx"), f"{path}.pabx", link.link_id)
+        link.wrap_up = callcentre_options.wrap_up(r, m, path)
+        link.pause_reasons = callcentre_options.pause_reasons(r, m, path)
+        link.dialler = callcentre_options.dialler(r, m, path)
 
         em = r.mapping(m.get("events"), f"{path}.events", m, "events")
         ep = f"{path}.events"

@@ -131,6 +131,7 @@ class Gateway:
                     registry=self.registry, eventing_check=allow.problem if allow else None,
                     protocols=self.protocols,
                     pop_template=self.cfg.protocol.associated_data if self.cfg.protocol else "",
+                    pause_reasons=lc.pause_reasons, wrap_up=lc.wrap_up, dialler=lc.dialler,
                     health=HealthOptions(keepalive=px.keepalive, keepalive_timeout=px.keepalive_timeout,
                                          grace=px.grace, reconnect_max=px.reconnect_max, quiet_call=px.quiet_call),
                     eventing=EventingClient(timeout=ev.timeout, wsdl_timeout=ev.wsdl_timeout,

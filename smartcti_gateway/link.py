@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from .core.codes import Result
 from .core.commands import Step, answer, eventing_url_problem
 from .core.engine import Engine, Outcome
+from .core.dialler import NO_DIALLER_RULE, DiallerRule
+from .core.pauses import NO_PAUSE_REASONS, NO_WRAP_UP, PauseReasons, WrapUp
 from .core.health import LinkHealth
 from .core.operations import SECRET_PARAMS
 from .core.pabx import (AgentEvent, AgentState, AttachCallData, CallEvent, CallEventType, MonitorStart,
@@ -72,7 +74,8 @@ class Link:
                  eventing: EventingClient | None = None, delivery: DeliveryOptions | None = None,
                  health: HealthOptions | None = None, registry: Registry | None = None,
                  eventing_check: UrlCheck | None = None, protocols: Protocols | None = None,
-                 pop_template: str = ""):
+                 pop_template: str = "", pause_reasons: PauseReasons = NO_PAUSE_REASONS,
+                 wrap_up: WrapUp = NO_WRAP_UP, dialler: DiallerRule = NO_DIALLER_RULE):
         self.link_id = link_id
         self.name = name
         self.driver = driver
@@ -82,14 +85,19 @@ class Link:
         self.protocols = protocols
         self.engine = Engine(version, self.health, pop_template=pop_template,
                              protocol_of=self._protocol_of if protocols is not None else None,
-                             late_reports=driver.reports_late)
+                             late_reports=driver.reports_late, pause_reasons=pause_reasons, wrap_up=wrap_up,
+                             dialler=dialler)
         self.switch = self.engine.switch          # what the status page and /metrics read
+        self.pause_reasons = pause_reasons        # names what the PABX reports (the supervisor's board)
         self.eventing = eventing or EventingClient()
         self.delivery = EventDelivery(link_id, self.eventing, delivery, on_release=self._release)
         self.trace: Trace = NO_TRACE
         self.registry = registry
         # restored now, before any listener serves: an event or command must find the devices
         self.restored = registry.restore(link_id, self.switch) if registry else []
+        for dev in self.restored:
+            if dev.wrap_up_until:
+                dev.wrap_up_reason = wrap_up.reason
         self.resyncs = 0
         self.last_resync_seconds = 0.0
         self.quiet_calls_closed = 0
@@ -103,6 +111,8 @@ class Link:
         self._locks: dict[str, list] = {}    # device -> [lock, users]: its AgentInService/OutOfService in turn
         self._background: set[asyncio.Task] = set()
         self._init_queues()                  # queues and supervision
+        self._core_clock: asyncio.Task | None = None     # performs what the core does by the clock (wrap-up)
+        self._core_wake: asyncio.Event | None = None
 
     def set_trace(self, trace: Trace) -> None:
         """Where per-extension lines go: commands here, PABX traffic in the driver, events in delivery.
@@ -128,9 +138,11 @@ class Link:
             self._first_contact.set()
         self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
         self._start_queues()
+        self._core_wake = asyncio.Event()
+        self._core_clock = asyncio.get_running_loop().create_task(self._keep_core_time())
 
     async def close(self, drain: float = 5.0) -> None:
-        for task in [self._supervisor, *self._background]:
+        for task in [self._supervisor, self._core_clock, *self._background]:
             if task is None:
                 continue
             task.cancel()
@@ -257,8 +269,52 @@ class Link:
             self._follow_protocol(event, self.switch.calls.get(event.call_id) or before)
         if isinstance(event, AgentEvent) and self.registry is not None:
             self._persist(event.device)
+        self._core_steps()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("link %d: event %s -> %s", self.link_id, event, [n.name for n in notes])
+
+    # ------------------------------------------- what the core does by itself
+    def _core_steps(self) -> None:
+        """Perform, in the background, what the core asks by itself now (a wrap-up that starts or ends)."""
+        for step in self.engine.steps():
+            self._in_background(self._perform(step))
+        if self._core_wake is not None:
+            self._core_wake.set()          # a new deadline, maybe earlier than the one waited for
+
+    async def _perform(self, step: Step) -> None:
+        request = step.request
+        try:
+            outcome = self.engine.complete(step, await self.ask(request))
+        except PabxError as e:
+            outcome = self.engine.fail(step, e)
+            log.warning("link %d: %s of %s for the wrap-up refused by the PABX (%s); %s", self.link_id,
+                        getattr(request, "state", request), request.device, e.detail or e.code.name,
+                        "tried again in a few seconds" if getattr(request, "state", None) is AgentState.READY
+                        else "no wrap-up after this call")
+        else:
+            if self.trace.on:
+                self.trace(request.device, f"WRAP-UP {getattr(request, 'state', request)} -> {outcome.value!r}")
+        self._deliver(outcome)
+        self._persist(request.device)
+        if self._core_wake is not None:
+            self._core_wake.set()
+
+    async def _keep_core_time(self) -> None:
+        """Sleep until the core's next deadline (engine.next_deadline), then perform what is due."""
+        while True:
+            try:
+                deadline = self.engine.next_deadline()
+                wait = None if deadline is None else max(0.0, deadline - self.switch.clock())
+                self._core_wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._core_wake.wait(), wait)
+                self._core_steps()
+                self._core_wake.clear()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the clock must outlive any surprise
+                log.exception("link %d: wrap-up timer error; going on", self.link_id)
+                await asyncio.sleep(1)
 
     # ------------------------------------------------------- ANS protocols
     def _protocol_of(self, device: str, call_id: str, ani: str, dnis: str) -> str:
@@ -357,7 +413,8 @@ class Link:
         agent = dev.agent if dev is not None else None
         key = None if dev is None else (
             tuple(dev.sessions), dev.wire_name, dev.in_service, dev.monitored,
-            (agent.agent_id, agent.groups, agent.state is AgentState.LOGGED_OFF) if agent else None)
+            (agent.agent_id, agent.groups, agent.state is AgentState.LOGGED_OFF) if agent else None,
+            dev.wrap_up_until)
         if self._saved.get(device) == key:
             return
         try:
@@ -365,7 +422,9 @@ class Link:
                 self.registry.forget(self.link_id, device)
                 self._saved.pop(device, None)
             else:
-                self.registry.save(self.link_id, dev)
+                # a wrap-up's end, in wall-clock time: it must outlive this process
+                wrap_up_at = time.time() + (dev.wrap_up_until - self.switch.clock()) if dev.wrap_up_until else None
+                self.registry.save(self.link_id, dev, wrap_up_at)
                 self._saved[device] = key
         except Exception:  # noqa: BLE001 - a full disk must not stop the telephony
             log.exception("link %d: could not store %s in the registry %s; a restart would forget it",

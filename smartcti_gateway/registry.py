@@ -16,9 +16,10 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from pathlib import Path
 
-from .core.model import Agent, Device, Switch
+from .core.model import Device, Switch
 from .core.pabx import AgentState
 
 log = logging.getLogger("smartcti_gateway.registry")
@@ -34,6 +35,7 @@ CREATE TABLE IF NOT EXISTS devices (
     agent_groups TEXT,
     agent_state TEXT,
     monitored INTEGER NOT NULL DEFAULT 1,
+    wrap_up_at REAL,
     PRIMARY KEY (link_id, name)
 )
 """
@@ -90,16 +92,19 @@ class Registry:
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(devices)")}
         if "monitored" not in columns:   # a state file of an earlier version
             self.db.execute("ALTER TABLE devices ADD COLUMN monitored INTEGER NOT NULL DEFAULT 1")
+        if "wrap_up_at" not in columns:
+            self.db.execute("ALTER TABLE devices ADD COLUMN wrap_up_at REAL")
         self.writes = 0
 
-    def save(self, link_id: int, dev: Device) -> None:
-        """Store ``dev`` as it is now."""
+    def save(self, link_id: int, dev: Device, wrap_up_at: float | None = None) -> None:
+        """Store ``dev`` as it is now; ``wrap_up_at``: when its wrap-up ends (time.time()), if it has one."""
         agent = dev.agent if dev.agent is not None and dev.agent.state is not AgentState.LOGGED_OFF else None
         self.db.execute(
-            "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO devices (link_id, name, wire_name, event_urls, in_service, agent_id, "
+            "agent_groups, agent_state, monitored, wrap_up_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (link_id, dev.name, dev.wire_name, json.dumps(list(dev.sessions)), dev.in_service,
              agent.agent_id if agent else None, ",".join(agent.groups) if agent else None,
-             agent.state.value if agent else None, 1 if dev.monitored else 0))
+             agent.state.value if agent else None, 1 if dev.monitored else 0, wrap_up_at if agent else None))
         self.writes += 1
 
     def forget(self, link_id: int, name: str) -> None:
@@ -110,17 +115,22 @@ class Registry:
     def restore(self, link_id: int, switch: Switch) -> list[Device]:
         """Put the link's stored devices back into ``switch``; returns them."""
         rows = self.db.execute(
-            "SELECT name, wire_name, event_urls, in_service, agent_id, agent_groups, agent_state, monitored "
-            "FROM devices WHERE link_id = ? AND in_service > 0 ORDER BY name", (link_id,)).fetchall()
+            "SELECT name, wire_name, event_urls, in_service, agent_id, agent_groups, agent_state, monitored, "
+            "wrap_up_at FROM devices WHERE link_id = ? AND in_service > 0 ORDER BY name", (link_id,)).fetchall()
         restored = []
-        for name, wire, urls, in_service, agent_id, groups, state, monitored in rows:
+        now = time.time()
+        for name, wire, urls, in_service, agent_id, groups, state, monitored, wrap_up_at in rows:
             dev = switch.put_in_service(name, wire, "")
             dev.sessions = dict.fromkeys(_sessions(json.loads(urls), wire))
             dev.in_service = int(in_service)
             dev.monitored = bool(monitored)
             if agent_id is not None:
-                dev.agent = Agent(agent_id, tuple(g for g in (groups or "").split(",") if g),
-                                  AgentState(state) if state else AgentState.LOGGED_ON)
+                dev.agent = switch.new_agent(agent_id, tuple(g for g in (groups or "").split(",") if g),
+                                             AgentState(state) if state else AgentState.LOGGED_ON)
+                if wrap_up_at is not None and dev.agent.state is AgentState.WORK_AFTER_CALL:
+                    # the timer goes on where it was: an agent is never left paused by a restart
+                    dev.wrap_up_until = switch.clock() + max(0.0, wrap_up_at - now)
+                    dev.wrap_up_started = switch.clock() - 3600
             restored.append(dev)
         return restored
 

@@ -300,7 +300,7 @@ port = {lab.ami_port}
 bindaddr = 127.0.0.1
 
 ; what docs/protocolo-ans.md asks of a site: the protocol's channel variable in every AMI event
-channelvars = PROTOCOLO_ANS
+channelvars = PROTOCOLO_ANS,DISCADOR
 
 [{AMI_USER}]
 secret = {AMI_SECRET}
@@ -473,10 +473,13 @@ class Lab:
             phone.settle()
 
     # the outside world
-    def outside_call(self, number: str, caller: str = "4832810000", wait: int = 600) -> dict[str, str]:
-        """An outside caller (a Local channel playing the public network) dials ``number``."""
+    def outside_call(self, number: str, caller: str = "4832810000", wait: int = 600,
+                     variable: str = "") -> dict[str, str]:
+        """An outside caller (a Local channel playing the public network) dials ``number``; ``variable``
+        (``__NAME=value``) rides on the call as a dialler would set it."""
+        fields = {"Variable": variable} if variable else {}
         return self.ami.action("Originate", Channel=f"Local/{number}@incoming", Application="Wait",
-                               Data=str(wait), CallerID=f'"{caller}" <{caller}>', Async="true")
+                               Data=str(wait), CallerID=f'"{caller}" <{caller}>', Async="true", **fields)
 
 
 # ------------------------------------------------------------------ baresip phones

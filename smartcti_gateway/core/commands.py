@@ -19,9 +19,10 @@ from typing import Any, Callable
 from . import formats
 from .codes import AgentStateCode, Result
 from .health import LinkHealth
-from .model import Agent, Switch
+from .model import Switch
 from .notify import Notification, Notifier
 from .operations import OPERATIONS
+from .pauses import NO_PAUSE_REASONS, PauseReasons
 from .pabx import (
     AgentInfo,
     AgentState,
@@ -105,10 +106,11 @@ class Commands:
     """The planner. Its owner (core.engine.Engine) drains ``outbox`` and ``resync_wanted`` after each step."""
 
     def __init__(self, switch: Switch, version: str, health: LinkHealth | None = None,
-                 notifier: Notifier | None = None):
+                 notifier: Notifier | None = None, pause_reasons: PauseReasons = NO_PAUSE_REASONS):
         self.switch = switch
         self.version = version
         self.notifier = notifier or Notifier(switch)
+        self.pause_reasons = pause_reasons
         self.health = health     # the link's; None = always up
         # Events owed to Protheus because of a command (INSERVICE, READY...); the caller drains it.
         self.outbox: list[Notification] = []
@@ -188,7 +190,7 @@ class Commands:
         return Step(MonitorStop(a["device"]), _ok, lambda e: int(Result.SUCCESS))
 
     # -------------------------------------------------------------- agent
-    def _agent_step(self, a: dict[str, str], state: AgentState) -> Step:
+    def _agent_step(self, a: dict[str, str], state: AgentState, reason: str = "") -> Step:
         name = a["device"]
         dev = self.switch.device(name)
         known = dev.agent if dev is not None else None
@@ -204,16 +206,18 @@ class Commands:
             if d is None:        # not in service: nothing to remember, nobody to tell
                 return int(Result.SUCCESS)
             if d.agent is None or (agent_id and d.agent.agent_id != agent_id):
-                d.agent = Agent(agent_id, groups, state, password)
+                d.agent = self.switch.new_agent(agent_id, groups, state, password)
             else:
                 d.agent.state = state
                 d.agent.groups = groups or d.agent.groups
                 d.agent.password = password or d.agent.password
+            d.agent.reason = reason
+            d.wrap_up_until = 0.0       # ready, paused or logged off by Protheus: a wrap-up ends here
             if state in (AgentState.READY, AgentState.NOT_READY) or self.notifier.late_reports:
                 self.outbox.extend(self.notifier.agent_confirmed(d, notes_before))
             return int(Result.SUCCESS)
 
-        return Step(SetAgentState(name, agent_id, groups, state, password), done, _code)
+        return Step(SetAgentState(name, agent_id, groups, state, password, reason), done, _code)
 
     def _Logon(self, a, _raw):
         return self._agent_step(a, AgentState.LOGGED_ON)
@@ -230,8 +234,15 @@ class Commands:
 
     _ReadyPass = _Ready
 
-    def _NotReady(self, a, _raw):
-        return self._agent_step(a, AgentState.NOT_READY)
+    def _NotReady(self, a, raw):
+        """Protheus' NotReady carries no reason: the link's default_pause_reason goes to the PABX. A
+        supervisor's pause (supervisor/) passes the code of one of the link's pause_reasons as ``reason``."""
+        code = str(raw.get("reason", "") or "").strip()
+        reason = self.pause_reasons.by_code(code) if code else self.pause_reasons.default
+        if code and reason is None:
+            known = ", ".join(r.code for r in self.pause_reasons.reasons) or "none configured"
+            return answer(int(Result.INVALID_OPTION), f"pause reason {code!r} is not in pause_reasons ({known})")
+        return self._agent_step(a, AgentState.NOT_READY, reason.pabx if reason is not None else "")
 
     _NotReadyPass = _NotReady
 
@@ -338,8 +349,9 @@ class Commands:
                 if dev.agent is not None:
                     dev.agent.state = AgentState.LOGGED_OFF
             elif dev.agent is None or (info.agent_id and info.agent_id != dev.agent.agent_id):
-                dev.agent = Agent(info.agent_id, info.groups, info.state)
-            else:
+                dev.agent = self.switch.new_agent(info.agent_id, info.groups, info.state)
+            elif not (info.state is AgentState.NOT_READY and dev.agent.state is AgentState.WORK_AFTER_CALL
+                      and dev.wrap_up_until):          # the wrap-up's own pause, as the switch sees it
                 dev.agent.state = info.state
             return self._known_agent_code(name)
 

@@ -17,6 +17,9 @@ do, does the I/O, and hands the outcome back; every call returns what Protheus m
     notes = engine.resync("2001", agent_info, calls)     # a fresh look at the switch -> catch-up events
     notes = engine.monitored("2001")                     # the PABX monitors it now -> INSERVICE owed
 
+    for step in engine.steps():                          # what the core does by itself (wrap-up), after
+        ...                                              # every event and at engine.next_deadline()
+
 The model it keeps (``switch``: devices in service, agents, calls) is read by the status page and
 /metrics; the call state transitions are the table ``model.CALL_TRANSITIONS``.
 """
@@ -27,10 +30,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .commands import Commands, Step
+from .dialler import NO_DIALLER_RULE, DiallerRule
 from .health import LinkHealth
 from .model import Device, Switch
 from .notify import Notification, Notifier, ProtocolOf
 from .pabx import AgentInfo, CallInfo, PabxError, PabxEvent
+from .pauses import NO_PAUSE_REASONS, NO_WRAP_UP, PauseReasons, WrapUp
+from .wrapup import AfterCallWork
 
 
 @dataclass(frozen=True)
@@ -42,12 +48,15 @@ class Outcome:
 
 class Engine:
     def __init__(self, version: str, health: LinkHealth | None = None, clock: Callable[[], float] = time.monotonic,
-                 *, pop_template: str = "", protocol_of: ProtocolOf | None = None, late_reports: bool = False):
+                 *, pop_template: str = "", protocol_of: ProtocolOf | None = None, late_reports: bool = False,
+                 pause_reasons: PauseReasons = NO_PAUSE_REASONS, wrap_up: WrapUp = NO_WRAP_UP,
+                 dialler: DiallerRule = NO_DIALLER_RULE):
         self.switch = Switch(clock)
         notifier = Notifier(self.switch, pop_template=pop_template, protocol_of=protocol_of,
-                            late_reports=late_reports)
-        self._commands = Commands(self.switch, version, health, notifier)
+                            late_reports=late_reports, dialler=dialler)
+        self._commands = Commands(self.switch, version, health, notifier, pause_reasons)
         self._notifier = self._commands.notifier
+        self._wrap_up = AfterCallWork(self._commands, wrap_up)
 
     # ------------------------------------------------------------- commands
     def plan(self, op: str, args: dict[str, str]) -> Step:
@@ -70,7 +79,20 @@ class Engine:
 
     # --------------------------------------------------------------- events
     def pabx_event(self, event: PabxEvent) -> list[Notification]:
-        return self._notifier.on_pabx_event(event)
+        talking = self._wrap_up.talking_in(event)
+        notes = self._notifier.on_pabx_event(event)
+        self._wrap_up.after(event, talking)
+        return notes
+
+    # ------------------------------------------------------- on its own
+    def steps(self) -> list[Step]:
+        """Requests the core makes by itself now (a wrap-up that starts or ends): perform each like a
+        command's (``complete`` / ``fail``); the outcome's notes go to Protheus."""
+        return self._wrap_up.steps()
+
+    def next_deadline(self) -> float | None:
+        """When ``steps()`` next has something to do by the clock (the earliest wrap-up end), or None."""
+        return self._wrap_up.next_deadline()
 
     def resync(self, name: str, agent: AgentInfo | None, calls: list[CallInfo] | None) -> list[Notification]:
         return self._notifier.resync(name, agent, calls)

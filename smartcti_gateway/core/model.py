@@ -35,8 +35,11 @@ class Call:
     category: str = ""
     data: str = ""
     protocol: str = ""         # ANS attendance protocol (RN 623), once known
+    variables: dict[str, str] = field(default_factory=dict)   # what the PABX reported (a dialler's mark)
     connections: dict[str, CS] = field(default_factory=dict)  # party -> state
     touched: float = 0.0       # when the switch last said anything about it (Switch.clock)
+    started: float = 0.0       # when the gateway first heard of it (Switch.clock)
+    answered: float = 0.0      # when a party first got connected in it; 0 while nobody has
 
     def update_from(self, ev: CallEvent | CallInfo) -> None:
         """Fill what the switch reported; never erase known values with blanks."""
@@ -46,6 +49,8 @@ class Call:
                 setattr(self, name, value)
         if ev.direction is not Direction.UNKNOWN:
             self.direction = ev.direction
+        for name, value in getattr(ev, "variables", ()):
+            self.variables[name] = value
 
 
 @dataclass
@@ -54,7 +59,18 @@ class Agent:
     groups: tuple[str, ...] = ()
     state: AgentState = AgentState.LOGGED_ON
     password: str = field(default="", repr=False)  # kept in memory only, never logged or stored
-    reason: str = ""
+    reason: str = ""           # the PABX's own pause reason, as it gave it (pause_reasons names it)
+    since: float = -1.0        # clock() when ``state`` last changed: the supervisor's "time in state"
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.since < 0:
+            self.since = self.clock()
+
+    def __setattr__(self, name, value) -> None:
+        if name == "state" and "clock" in self.__dict__ and self.__dict__.get("state") is not value:
+            object.__setattr__(self, "since", self.clock())
+        object.__setattr__(self, name, value)
 
 
 @dataclass
@@ -78,6 +94,12 @@ class Device:
     agent_notes: int = 0
     agent_echo: tuple = ()
     agent_echoes: list = field(default_factory=list)   # with late reports: every confirmed change still to echo
+    # automatic wrap-up (core/wrapup.py): when the agent is made ready again (clock), 0 = none; when it
+    # started, and the pause reason the PABX was given for it (its echo is not the agent pausing)
+    wrap_up_until: float = 0.0
+    wrap_up_started: float = 0.0
+    wrap_up_reason: str = ""
+    wrap_up_ending: bool = False    # its end is being performed (not planned twice)
 
     @property
     def event_urls(self) -> list[str]:
@@ -223,9 +245,19 @@ class Switch:
     def _call(self, call_id: str) -> Call:
         call = self.calls.get(call_id)
         if call is None:
-            call = self.calls[call_id] = Call(call_id)
+            call = self.calls[call_id] = Call(call_id, started=self.clock())
         call.touched = self.clock()
         return call
+
+    def new_agent(self, agent_id: str, groups: tuple[str, ...] = (), state: AgentState = AgentState.LOGGED_ON,
+                  password: str = "") -> Agent:
+        """An agent whose time in state runs on this switch's clock."""
+        return Agent(agent_id, groups, state, password, clock=self.clock)
+
+    @staticmethod
+    def _answered(call: Call, now: float) -> None:
+        if not call.answered and any(s is CS.CONNECTED for s in call.connections.values()):
+            call.answered = now
 
     def quiet_devices(self, older_than: float) -> list[str]:
         """Devices with a call the switch has said nothing about for ``older_than`` seconds."""
@@ -279,11 +311,15 @@ class Switch:
         if ev.type is AgentEventType.LOGGED_OFF:
             if dev.agent is not None:
                 dev.agent.state = AgentState.LOGGED_OFF
+            dev.wrap_up_until = 0.0
             return
         if dev.agent is None or (ev.agent_id and ev.agent_id != dev.agent.agent_id):
-            dev.agent = Agent(ev.agent_id)
+            dev.agent = self.new_agent(ev.agent_id)
         if ev.groups:
             dev.agent.groups = ev.groups
+        if ev.type is AgentEventType.NOT_READY and self.wrap_up_echo(dev, ev.reason):
+            dev.agent.state = AgentState.WORK_AFTER_CALL    # the switch's report of the wrap-up's own pause
+            return
         dev.agent.reason = ev.reason
         dev.agent.state = {
             AgentEventType.LOGGED_ON: AgentState.LOGGED_ON,
@@ -291,6 +327,20 @@ class Switch:
             AgentEventType.NOT_READY: AgentState.NOT_READY,
             AgentEventType.WORK_AFTER_CALL: AgentState.WORK_AFTER_CALL,
         }[ev.type]
+        if dev.agent.state is not AgentState.WORK_AFTER_CALL:
+            dev.wrap_up_until = 0.0      # paused, ready or logged on otherwise meanwhile: no wrap-up to end
+
+    # how long after a wrap-up started a pause reported without a reason is still taken for its echo
+    WRAP_UP_ECHO = 10.0
+
+    def wrap_up_echo(self, dev: Device, reason: str) -> bool:
+        """Is a NOT_READY the switch reports for ``dev`` the wrap-up's own pause? With the wrap-up's reason,
+        yes; without one, only in the seconds after it started (an NGC may not echo its MOTIVO)."""
+        if not dev.wrap_up_until:
+            return False
+        if reason:
+            return reason.strip().casefold() == dev.wrap_up_reason.strip().casefold()
+        return self.clock() - dev.wrap_up_started <= self.WRAP_UP_ECHO
 
     def _apply_call(self, dev: Device, ev: CallEvent) -> None:
         me = dev.name
@@ -313,6 +363,7 @@ class Switch:
             self._detach(me, ev.call_id)
         elif mine is not None:
             _change(call, me, mine)
+        self._answered(call, self.clock())
 
     # --------------------------------------------------------------- snapshot
     def apply_snapshot(self, name: str, calls: list[CallInfo]) -> None:
@@ -328,6 +379,7 @@ class Switch:
             call.connections[name] = info.state
             for party in info.other_devices:
                 call.connections.setdefault(party, CS.CONNECTED)
+            self._answered(call, self.clock())
             self._attach(name, info.call_id)
         for call_id in [c for c in dev.calls if c not in seen]:
             self._detach(name, call_id)

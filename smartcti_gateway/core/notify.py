@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .codes import Result
+from .dialler import NO_DIALLER_RULE, DiallerRule
 from .model import Call, Device, Switch
 from .pabx import (
     AgentEvent,
@@ -179,8 +180,9 @@ ECHO_WAIT = 10.0
 
 class Notifier:
     def __init__(self, switch: Switch, *, pop_template: str = "", protocol_of: ProtocolOf | None = None,
-                 late_reports: bool = False):
+                 late_reports: bool = False, dialler: DiallerRule = NO_DIALLER_RULE):
         self.switch = switch
+        self.dialler = dialler      # which calls a dialler delivered (CALLTYPE 3), when the PABX does not say
         # the switch's reports may lag its answers (polled events): Logon/Logoff are confirmed too, so that
         # LOGGEDON comes first, and every confirmed change's echo is absorbed when it comes, in order
         self.late_reports = late_reports
@@ -210,7 +212,8 @@ class Notifier:
         Pausa/Disponível button moves only on these events. Nothing when the PABX's own event already
         told Protheus since the command was planned; a later echo of the PABX is not repeated."""
         state = dev.agent.state if dev.agent is not None else AgentState.LOGGED_OFF
-        kind = {AgentState.READY: AgentEventType.READY, AgentState.NOT_READY: AgentEventType.NOT_READY}.get(state)
+        kind = {AgentState.READY: AgentEventType.READY, AgentState.NOT_READY: AgentEventType.NOT_READY,
+                AgentState.WORK_AFTER_CALL: AgentEventType.WORK_AFTER_CALL}.get(state)   # wrap-up: NOTREADY
         if kind is None and self.late_reports:
             kind = {AgentState.LOGGED_ON: AgentEventType.LOGGED_ON,
                     AgentState.LOGGED_OFF: AgentEventType.LOGGED_OFF}.get(state)
@@ -265,6 +268,8 @@ class Notifier:
         known = dev.agent.state if dev.agent is not None else AgentState.LOGGED_OFF
         if info.state is AgentState.BUSY or info.state is known:
             return []   # busy is the calls' business, not an agent change
+        if known is AgentState.WORK_AFTER_CALL and info.state is AgentState.NOT_READY and dev.wrap_up_until:
+            return []   # the wrap-up's own pause, as the switch sees it
         kind = _AGENT_STATE_EVENTS[info.state]
         return self.on_pabx_event(AgentEvent(kind, dev.name, info.agent_id, info.groups))
 
@@ -321,11 +326,19 @@ class Notifier:
             call.direction if call else Direction.UNKNOWN)
         if ev.other_device and ev.other_device != ev.device:
             return CALL_TYPE_OUTBOUND          # the far end of this device's call is ringing
-        if direction is Direction.DIALLER:
+        if direction is Direction.DIALLER or self._by_dialler(call, ev):
             return CALL_TYPE_DIALLER
         if direction in (Direction.OUTBOUND, Direction.INTERNAL) or self._from_colleague(dev, ani):
             return CALL_TYPE_OUTBOUND
         return CALL_TYPE_INBOUND
+
+    def _by_dialler(self, call: Call | None, ev: CallEvent) -> bool:
+        """The link's ``dialler`` rule: the call's DNIS, ACD group or a variable says a dialler delivered it."""
+        if not self.dialler:
+            return False
+        return self.dialler.matches(ev.called or (call.called if call else ""), ev.group or (call.group if call else ""),
+                                    {**(call.variables if call else {}), **dict(ev.variables)},
+                                    ev.data or (call.data if call else ""))
 
     def _from_colleague(self, dev: Device, ani: str) -> bool:
         """The caller is another extension this link serves: a PABX that does not say "internal"."""
@@ -352,7 +365,7 @@ class Notifier:
             if old is not None:
                 out += self._notify(dev, "CONNECTIONCLEARED", old.call_id, old.calling, old.called)
             data = ev.data or (call.data if call else "")
-            kind = (CALL_TYPE_DIALLER if call and call.direction is Direction.DIALLER else
+            kind = (CALL_TYPE_DIALLER if call and call.direction is Direction.DIALLER or self._by_dialler(call, ev) else
                     CALL_TYPE_OUTBOUND if self._from_colleague(dev, ani) else CALL_TYPE_INBOUND)
             out += self._notify(dev, "RINGING", ev.call_id, ani, dnis, self._pop(dev, call, ev, data, ani, dnis, kind),
                                 kind)

@@ -173,6 +173,7 @@ class SetAgentState(Request):
     groups: tuple[str, ...]
     state: AgentState  # LOGGED_ON, LOGGED_OFF, READY or NOT_READY
     password: str = field(default="", repr=False)
+    reason: str = ""   # NOT_READY: the PABX's own pause reason (pause_reasons[].pabx, wrap_up.reason)
 
 
 @dataclass(frozen=True)
@@ -274,6 +275,7 @@ class CallEvent:
     trunks: str = ""
     category: str = ""
     protocol: str = ""         # the ANS attendance protocol, when the PABX carries it (Asterisk: PROTOCOLO_ANS)
+    variables: tuple[tuple[str, str], ...] = ()   # call variables the PABX reported (Asterisk: ChanVariable)
 
 
 class AgentEventType(Enum):

@@ -41,6 +41,7 @@ UNKNOWN = "<unknown>"
 # The channel variable the ANS protocol rides on (the gateway's IVR sets it, or the site's dialplan); seen
 # in the events with ``channelvars = PROTOCOLO_ANS`` in manager.conf (docs/protocolo-ans.md).
 PROTOCOL_VARIABLE = "PROTOCOLO_ANS"
+MAX_VARIABLES = 32           # channelvars kept per channel (a dialler's mark, the protocol)
 LOGON_REASON = "smartcti-logon"     # the pause of an agent logged on and not yet Ready
 
 DIAL_FAILURES = {"BUSY": Result.BUSY, "NOANSWER": Result.NO_ANSWER, "CONGESTION": Result.NO_DIAL_TONE,
@@ -87,6 +88,7 @@ class Chan:
     awaiting_dial: bool = False  # rings, but the DialBegin naming its caller has not come yet
     first_exten: str = ""        # the number it first dialled into: a caller's DNIS, even after a transfer
     protocol: str = ""           # the ANS protocol of the call (PROTOCOLO_ANS), once seen
+    variables: dict[str, str] = field(default_factory=dict)   # every channelvars value seen (a dialler's mark)
 
     @property
     def remote(self) -> str:
@@ -176,15 +178,21 @@ class Tracker:
         if prefix + "ChanVariable" in m.fields:
             for pair in m.values(prefix + "ChanVariable"):
                 name, _, value = pair.partition("=")
-                if name.lstrip("_") == PROTOCOL_VARIABLE and value:
+                name = name.lstrip("_")
+                if name == PROTOCOL_VARIABLE and value:
                     c.protocol = value
+                if name and value and len(c.variables) < MAX_VARIABLES:
+                    c.variables[name] = value[:200]
         return c
 
     def _call_event(self, kind: E, c: Chan, **kw) -> None:
+        peer = self.chans.get(c.peer)
         if not c.protocol:
-            peer = self.chans.get(c.peer)
             c.protocol = peer.protocol if peer is not None else ""
-        self.emit(CallEvent(kind, c.device, c.call_id, protocol=c.protocol, **kw))
+        # the caller's channel carries what the dialplan or the dialler set: the agent's call has it too
+        variables = {**(peer.variables if peer is not None else {}), **c.variables}
+        self.emit(CallEvent(kind, c.device, c.call_id, protocol=c.protocol,
+                            variables=tuple(sorted(variables.items())), **kw))
 
     def _on_Newchannel(self, m: Message) -> None:
         c = self._chan(m)

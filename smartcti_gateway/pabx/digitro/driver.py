@@ -521,8 +521,10 @@ async def _set_agent_state(drv: DigitroDriver, r: p.SetAgentState):
     method = _AGENT_METHODS.get(r.state)
     if method is None:
         raise p.PabxError(Result.NOT_SUPPORTED_FEATURE, f"agent state {r.state.value} cannot be set")
-    await drv._call(method, {"device": r.device, "agent": r.agent_id, "device_password": r.password,
-                             "groups": drv._groups(r.groups)})
+    params = {"device": r.device, "agent": r.agent_id, "device_password": r.password, "groups": drv._groups(r.groups)}
+    if r.reason:        # pause_reasons[].pabx, wrap_up.reason: the NGC's MOTIVO (absent when none, as before)
+        params["reason"] = r.reason
+    await drv._call(method, params)
 
 
 def _split(text: Any) -> tuple[str, ...]:
