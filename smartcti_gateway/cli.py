@@ -14,6 +14,7 @@ from .capture.replay import add_replay_parser
 from .config import DEFAULT_CONFIG, Config, ConfigError, load, split_listen
 from .migration import add_import_properties_parser
 from .probe import add_probe_parser
+from .supervisor.passwords import add_hash_password_parser
 
 log = logging.getLogger("smartcti_gateway")
 
@@ -111,8 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     add_learn_parser(sub)
     add_replay_parser(sub)
     add_probe_parser(sub)
+    add_hash_password_parser(sub)
     args = parser.parse_args(argv)
-    if args.command in ("import-properties", "capture", "learn", "replay", "probe-pabx"):
+    if args.command in ("import-properties", "capture", "learn", "replay", "probe-pabx", "hash-password"):
         return args.func(args)
 
     if args.command in ("simulate-pabx", "simulate-protheus"):

@@ -18,6 +18,7 @@ from .networks import parse_network, parse_networks
 from .core.dialler import NO_DIALLER_RULE, DiallerRule
 from .core.pauses import NO_PAUSE_REASONS, NO_WRAP_UP, PauseReasons, WrapUp
 from .pabx import DRIVERS
+from .supervisor import options as supervisor_options
 from .tls import TlsConfig, ca_file_problem, cert_file_problem, tls_problem
 
 __all__ = ["Config", "ConfigError", "DEFAULT_CONFIG", "LinkConfig", "load", "parse", "split_listen"]
@@ -127,6 +128,7 @@ class Config:
     status_allow: tuple = field(default_factory=lambda: _default_status_allow())
     tls: TlsConfig | None = None    # HTTPS on the listener(s)
     protocol: protocol_options.ProtocolConfig | None = None   # ANS attendance protocols; None = off
+    supervisor: supervisor_options.SupervisorConfig | None = None   # the supervisor's board; None = off
     source: str = ""
 
 
@@ -263,7 +265,8 @@ def parse(data: Any, source: str = "<config>") -> Config:
     r = Reader(source)
     root = r.mapping(data, "(top level)")
     r.check_keys(root, "", {"tls", "listen", "max_body", "client_timeout", "log_level", "links", "simulator",
-                            "logging", "state_file", "status_allow", "eventing_allow", "protocol"})
+                            "logging", "state_file", "status_allow", "eventing_allow", "protocol",
+                            "supervisor"})
     cfg = Config(source=source)
     cfg.state_file = r.get(root, "state_file", "", str, default_state_file(source))
     cfg.listen = r.get(root, "listen", "", str, cfg.listen, check=listen_problem)
@@ -276,6 +279,7 @@ def parse(data: Any, source: str = "<config>") -> Config:
 
     cfg.tls = _tls(r, root, "tls", "")
     cfg.protocol = protocol_options.parse(r, root)
+    cfg.supervisor = supervisor_options.parse(r, root)
     cfg.eventing_allow = _host_allow(r, root, "eventing_allow", "")
     status_allow = _networks(r, root, "status_allow", "")
     if status_allow is not None:

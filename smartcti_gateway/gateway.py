@@ -24,6 +24,7 @@ from .protheus.delivery import DeliveryOptions
 from .protheus.eventing import EventingClient
 from .registry import Registry
 from .status import Status
+from .supervisor.web import Supervisor
 from .urls import redact_url
 
 log = logging.getLogger("smartcti_gateway")
@@ -62,6 +63,8 @@ class Gateway:
         self.protocols = Protocols(pc) if pc is not None and pc.mode != "off" else None
         self.agi = None
         self.status = Status(self, cfg.status_allow)
+        self.supervisor = (Supervisor(self, cfg.supervisor, logs_dir=cfg.logging.dir, body_timeout=cfg.client_timeout)
+                           if cfg.supervisor is not None else None)   # the board at /supervisor (docs/supervisor.md)
 
     async def start(self) -> None:
         self.bad_requests = httplog.install()   # a malformed request: one warning per client address
@@ -81,6 +84,8 @@ class Gateway:
             app = web.Application(client_max_size=self.cfg.max_body)
             guard = access.install(app)   # links[].allow, links[].pabx.allow
             self.status.add_routes(app)
+            if self.supervisor is not None:
+                self.supervisor.add_routes(app)
             if self.protocols is not None:
                 ProtocolApi(self.protocols).add_routes(app)   # protocol.api_allow, protocol.api_token
             for lc in link_cfgs:
@@ -190,6 +195,8 @@ class Gateway:
                 for lc in self.cfg.links if (lc.listen or self.cfg.listen) not in self.ports]
 
     async def stop(self) -> None:
+        if self.supervisor is not None:
+            await self.supervisor.close()    # its event streams end first: a listener would wait for them
         for link in self.links:
             try:
                 # close() drains the event queues for up to 5 s itself; the PABX goodbye takes a timeout more

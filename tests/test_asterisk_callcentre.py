@@ -92,3 +92,43 @@ def test_a_call_the_dialler_marked_pops_as_calltype_3(lab):
         gw.close()
         lab.reset()
 
+
+def test_the_supervisors_actions_through_the_api_on_asterisk(lab, tmp_path):
+    """The board's API against the real queue: pause with a reason, ready, listen in from the supervisor's
+    phone, hang up the agent's call, log the agent off; each audited."""
+    from .test_supervisor_web import HASH, audit_lines, signed_in
+    cfg = config(lab)
+    cfg["links"][0].update({"pause_reasons": REASONS, "default_pause_reason": "1"})
+    cfg["supervisor"] = {"users": {"maria": HASH}, "phones": {"maria": "2003"}, "audit_log": str(tmp_path / "audit.log")}
+    gw = RunningGateway(cfg)
+    try:
+        in_service(gw, "2001")
+        since = gw.events()[-1]["seq"]
+        assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+        assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
+        wait(gw, "2001", ["LOGGEDON", "READY"], since)
+        client = signed_in(gw)
+        link = int(LINK)
+        since = gw.events()[-1]["seq"]
+        assert client.act(link=link, action="pause", device="2001", reason="2")[1]["ok"] is True
+        wait_for(lambda: member(lab).get("PausedReason") == "treino", CALL_WAIT, what="paused for training")
+        assert client.act(link=link, action="ready", device="2001")[1]["ok"] is True
+        wait_for(lambda: member(lab)["Paused"] == "0", CALL_WAIT, what="ready at the queue")
+        wait(gw, "2001", ["NOTREADY", "READY"], since)          # Protheus' buttons follow the supervisor
+        call_id, since = customer_on(gw, lab)
+        seen = len(lab.ami.events)
+        assert client.act(link=link, action="listen", device="2001")[1]["ok"] is True
+        lab.phones["2003"].accept()
+        start = lab.ami.wait_event(lambda e: e.get("Event") == "ChanSpyStart", CALL_WAIT, since=seen)
+        assert start["SpyerChannel"].startswith("PJSIP/2003-") and start["SpyeeChannel"].startswith("PJSIP/2001-")
+        assert client.act(link=link, action="hangup", device="2001", call_id=call_id)[1]["ok"] is True
+        wait(gw, "2001", ["RINGING", "ANSWERED", "CONNECTIONCLEARED"], since)
+        assert client.act(link=link, action="logoff", device="2001")[1]["ok"] is True
+        wait_for(lambda: lab.members() == [], CALL_WAIT, what="the agent out of the queue")
+        done = [(a.get("action"), a.get("device"), a.get("result")) for a in audit_lines(tmp_path)
+                if a.get("action") in ("pause", "ready", "listen", "hangup", "logoff")]
+        assert done == [("pause", "2001", "0"), ("ready", "2001", "0"), ("listen", "2001", "0"),
+                        ("hangup", "2001", "0"), ("logoff", "2001", "0")]
+    finally:
+        gw.close()
+        lab.reset()
