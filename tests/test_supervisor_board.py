@@ -9,6 +9,7 @@ import pytest
 from smartcti_gateway.core.model import Switch
 from smartcti_gateway.core.pabx import AgentState
 from smartcti_gateway.core.pabx import ConnectionState as CS
+from smartcti_gateway.core.pauses import PauseReason, PauseReasons
 from smartcti_gateway.supervisor import actions, audit, board, i18n
 from smartcti_gateway.supervisor.pages import board_page, script_json
 from smartcti_gateway.supervisor.sessions import LoginLimiter, Sessions
@@ -48,11 +49,8 @@ def call(call_id, calling, parties, started, answered=0.0, group="701", called="
               connections=parties, started=started, answered=answered)
 
 
-class Reasons:
-    reasons = (NS(code="1", name="Almoço", pabx="almoco"), NS(code="2", name="Banheiro", pabx="banheiro"))
-
-    def name_of(self, raw):
-        return {"almoco": "Almoço", "banheiro": "Banheiro"}.get(raw, raw)
+def Reasons():
+    return PauseReasons((PauseReason("1", "Almoço", "almoco", "3"), PauseReason("2", "Banheiro", "banheiro")), "1")
 
 
 class Queues:
@@ -99,6 +97,7 @@ def test_agents_with_state_time_in_state_reason_and_current_call():
     paused = agents["2002"]
     assert (paused["state"], paused["seconds"], paused["reason"], paused["reason_name"]) == \
         ("not_ready", 300, "almoco", "Almoço")
+    assert (paused["reason_code"], paused["dialler_status_id"]) == ("1", "3")      # as the dialler knows it
     assert paused["call"] is None
     assert agents["2003"]["state"] == "logged_off" and agents["2003"]["seconds"] is None
     assert view["pause_reasons"] == [{"code": "1", "name": "Almoço"}, {"code": "2", "name": "Banheiro"}]

@@ -107,6 +107,7 @@ def agent_view(switch: Any, dev: Any, mono: float, reasons: Any) -> dict:
         "seconds": max(0, int(mono - since)) if agent is not None else None,
         "reason": reason,
         "reason_name": reason_name(reasons, reason),
+        **reason_ids(reasons, reason),
         "call": call_view(shown, dev.name, mono) if shown is not None else None,
         "calls": len(calls),
     }
@@ -128,6 +129,13 @@ def reason_name(reasons: Any, raw: str) -> str:
     except Exception as e:  # noqa: BLE001 - another module's table: the raw reason will do
         _complain(f"pause reason {raw!r}", e)
         return raw
+
+
+def reason_ids(reasons: Any, raw: str) -> dict:
+    """The configured code and the dialler's "ID Status" of the reason the PABX reported ("" when unknown)."""
+    known = reasons.by_pabx(raw) if raw and reasons is not None and hasattr(reasons, "by_pabx") else None
+    return {"reason_code": getattr(known, "code", "") or "",
+            "dialler_status_id": getattr(known, "dialler_status_id", "") or ""}
 
 
 # -------------------------------------------------------------------- groups
