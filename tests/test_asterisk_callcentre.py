@@ -17,6 +17,15 @@ def gateway(lab, seconds: float) -> RunningGateway:
     return RunningGateway(cfg)
 
 
+def ready_in_vendas(gw) -> None:
+    """2001 in service, its agent logged on to 701 (the queue vendas) and ready, as Protheus does it."""
+    in_service(gw, "2001")
+    since = gw.events()[-1]["seq"]
+    assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+    assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
+    wait(gw, "2001", ["LOGGEDON", "READY"], since)
+
+
 def member(lab) -> dict:
     (m,) = lab.members()
     return m
@@ -25,11 +34,7 @@ def member(lab) -> dict:
 def test_after_the_call_the_member_is_paused_for_the_wrap_up_then_unpaused(lab):
     gw = gateway(lab, seconds=2)
     try:
-        in_service(gw, "2001")
-        since = gw.events()[-1]["seq"]
-        assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
-        assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
-        wait(gw, "2001", ["LOGGEDON", "READY"], since)
+        ready_in_vendas(gw)
         _, since = customer_on(gw, lab)
         assert gw.code("ConnectionClear", device="2001", CallID="") == 0
         wait(gw, "2001", ["RINGING", "ANSWERED", "CONNECTIONCLEARED", "NOTREADY"], since)
@@ -47,10 +52,7 @@ def test_after_the_call_the_member_is_paused_for_the_wrap_up_then_unpaused(lab):
 def test_pause_reasons_go_to_the_queue_and_come_back_named(lab):
     gw = gateway(lab, seconds=0)
     try:
-        in_service(gw, "2001")
-        since = gw.events()[-1]["seq"]
-        assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
-        assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
+        ready_in_vendas(gw)
         assert gw.code("NotReady", device="2001", agentID="", groupID="") == 0   # Protheus: the default reason
         wait_for(lambda: member(lab).get("PausedReason") == "almoco", CALL_WAIT, what="paused for lunch")
         link = gw.link(int(LINK))
@@ -72,11 +74,7 @@ def test_a_call_the_dialler_marked_pops_as_calltype_3(lab):
     cfg["links"][0]["dialler"] = {"variable": "DISCADOR"}
     gw = RunningGateway(cfg)
     try:
-        in_service(gw, "2001")
-        since = gw.events()[-1]["seq"]
-        assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
-        assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
-        wait(gw, "2001", ["LOGGEDON", "READY"], since)
+        ready_in_vendas(gw)
         kinds = []
         for variable in ("__DISCADOR=1", ""):
             since = gw.events()[-1]["seq"]
@@ -102,11 +100,7 @@ def test_the_supervisors_actions_through_the_api_on_asterisk(lab, tmp_path):
     cfg["supervisor"] = {"users": {"maria": HASH}, "phones": {"maria": "2003"}, "audit_log": str(tmp_path / "audit.log")}
     gw = RunningGateway(cfg)
     try:
-        in_service(gw, "2001")
-        since = gw.events()[-1]["seq"]
-        assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
-        assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
-        wait(gw, "2001", ["LOGGEDON", "READY"], since)
+        ready_in_vendas(gw)
         client = signed_in(gw)
         link = int(LINK)
         since = gw.events()[-1]["seq"]

@@ -48,6 +48,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 # ------------------------------------------------------------------ helpers
+
+async def serve_any(handler, **app_options) -> tuple[web.AppRunner, int, str]:
+    """``handler`` for every method and path on a loopback port: (runner, port, its URL)."""
+    app = web.Application(**app_options)
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, LOCAL, 0).start()
+    port = runner.addresses[0][1]
+    return runner, port, f"http://{LOCAL}:{port}"
+
 class Upstream:
     """An HTTP server that keeps every request as it came and answers what the test tells it."""
 
@@ -85,13 +96,7 @@ class Upstream:
             return web.Response(body=b"<answer>" + body[:64] + b"</answer>", content_type="text/xml",
                                 headers={"X-Upstream-Odd": "a  b", "Set-Cookie": "sid=cookie-secret-77"})
 
-        app = web.Application(client_max_size=64 << 20)
-        app.router.add_route("*", "/{tail:.*}", any_request)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, LOCAL, 0).start()
-        self.port = self.runner.addresses[0][1]
-        self.url = f"http://{LOCAL}:{self.port}"
+        self.runner, self.port, self.url = await serve_any(any_request, client_max_size=64 << 20)
 
     def close(self):
         self.bg.loop.call_soon_threadsafe(self.release.set)
@@ -554,13 +559,7 @@ class WsdlUpstream:
                                                                        "Content-Encoding": "gzip"})
             return web.Response(body=body, headers={"Content-Type": "text/xml;charset=UTF-8"})
 
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", any_request)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, LOCAL, 0).start()
-        self.port = self.runner.addresses[0][1]
-        self.url = f"http://{LOCAL}:{self.port}"
+        self.runner, self.port, self.url = await serve_any(any_request)
         self.wsdl = wsdl_of(self.url)
 
     def close(self):

@@ -12,22 +12,13 @@ from smartcti_gateway.core.pabx import AgentState
 from smartcti_gateway.supervisor.passwords import hash_password
 
 from .support import RunningGateway, in_service, simulated_config, wait_for
+from .test_status import chromium_missing
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "tests" / "_artifacts" / "screenshots"
 DOCS_IMG = ROOT / "docs" / "img"
 PASSWORD = "maria-secret-1"
 HOSTILE = "<img src=x onerror=window.pwned=1>"
-
-
-def chromium_missing():
-    if not shutil.which("chromium") or not shutil.which("chromedriver"):
-        return "Debian's chromium and chromium-driver are not installed (scripts/test installs them)"
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e .[test])"
-    return None
 
 
 @pytest.fixture
