@@ -58,11 +58,12 @@ class PabxConfig:
     grace: float = 30.0             # down this long before SystemStatus / queryAgentState tell Protheus
     reconnect_max: float = 30.0     # cap of the reconnect backoff
     quiet_call: float = 300.0       # a call without news this long is checked against the PABX
+    concurrency: int = 16           # requests in flight toward the PABX while it is caught up (reconnect, resync)
     options: Any = None             # the driver's own options (pabx/<driver>/options.py)
 
 
 COMMON_PABX_KEYS = frozenset({"driver", "timeout", "allow", "keepalive", "keepalive_timeout", "grace",
-                              "reconnect_max", "quiet_call"})
+                              "reconnect_max", "quiet_call", "concurrency"})
 
 
 @dataclass
@@ -256,6 +257,7 @@ def _pabx(r: Reader, pm: Map, pp: str, link_id: int) -> PabxConfig:
     for name, low, high in (("keepalive", 0.05, 3600), ("keepalive_timeout", 10, 300), ("grace", 0, 3600),
                             ("reconnect_max", 0.05, 3600), ("quiet_call", 0.05, 86400)):
         setattr(px, name, r.get(pm, name, pp, float, getattr(px, name), check=between(low, high)))
+    px.concurrency = r.get(pm, "concurrency", pp, int, px.concurrency, check=between(1, 256, "requests"))
     px.allow = _networks(r, pm, "allow", pp)
     px.options = spec.parse(r, pm, pp, link_id)
     return px

@@ -131,6 +131,7 @@ class Gateway:
         px, ev = lc.pabx, lc.events
         driver = DRIVERS[px.driver].create(px.options, Common(lc.link_id, f"link {lc.link_id}", px.timeout,
                                                               self.cfg.client_timeout))
+        driver.concurrency = px.concurrency
         allow = access.eventing_allow(self.cfg, lc)
         link = Link(lc.link_id, lc.name, driver, timeout=px.timeout, version=VERSION_TEXT,
                     registry=self.registry, eventing_check=allow.problem if allow else None,

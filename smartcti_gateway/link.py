@@ -31,7 +31,7 @@ from .core.pabx import ConnectionState, QueryGroupCalls, QueueEvent, SPY_MODES, 
 from .core.queues import DEFAULT_TIMEZONE, PolledQueues, QueueStats
 from .extlog import NO_TRACE, Trace, clip
 from .latency import Latency
-from .pabx.base import Driver
+from .pabx.base import Driver, bounded
 from .protheus.delivery import DeliveryOptions, EventDelivery
 from .protheus.eventing import EventingClient
 from .registry import Registry
@@ -556,23 +556,35 @@ class Link:
             self._monitored([name])
 
     async def _resync(self, devices: list[str], agent: bool = True) -> int:
+        """Each device's agent and calls read again from the PABX and told to Protheus where they changed:
+        ``pabx.concurrency`` devices at a time, those with an agent logged on first (their state is what
+        the floor sees). Returns how many events it sent."""
         sent = 0
-        for name in devices:
+
+        def with_agent_first(name: str) -> int:
+            dev = self.switch.device(name)
+            return 0 if dev is not None and dev.agent is not None and dev.agent.state is not AgentState.LOGGED_OFF else 1
+
+        async def one(name: str) -> None:
+            nonlocal sent
             try:
                 info = await self.ask(QueryAgentState(name)) if agent else None
                 calls = await self.ask(SnapshotDevice(name))
-            except PabxUnavailable as e:
-                self._down(e.detail)
-                return sent
+            except PabxUnavailable:
+                raise
             except PabxError as e:
                 log.warning("link %d: cannot resync %s: %s", self.link_id, name, e.detail)
-                continue
+                return
             notes = self.engine.resync(name, info, calls)
             if notes:
                 sent += len(notes)
                 self.delivery.submit(notes)
                 if self.registry is not None:
                     self._persist(name)
+        try:
+            await bounded(sorted(devices, key=with_agent_first), one, self.driver.concurrency)
+        except PabxUnavailable as e:
+            self._down(e.detail)
         return sent
 
     async def _check_quiet_calls(self) -> None:

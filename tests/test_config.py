@@ -56,7 +56,7 @@ def test_unknown_key_names_line_and_key(tmp_path):
               url: http://127.0.0.1:2551/RPC2
               timeuot: 3
     """)
-    assert "gw.yaml:7: links[0].pabx.timeuot: unknown key; allowed here: allow, ca_file, callback_url, dialect, driver, " in msg
+    assert "gw.yaml:7: links[0].pabx.timeuot: unknown key; allowed here: allow, ca_file, callback_url, concurrency, dialect, driver, " in msg
     assert ", timeout, url" in msg
 
 
@@ -77,7 +77,7 @@ def test_wrong_type_names_line_and_key(tmp_path):
     ("links: [{link_id: 1, pabx: {driver: avaya}}]\n", "unknown driver 'avaya'; available: asterisk, digitro"),
     ("links: [{link_id: 1, pabx: {driver: asterisk}}]\n", "links[0].pabx.secret: is required"),
     ("links: [{link_id: 1, pabx: {driver: asterisk, secret: s, url: 'http://x'}}]\n",
-     "links[0].pabx.url: unknown key; allowed here: allow, answer_wait, context, device_prefix, driver, grace, host"),
+     "links[0].pabx.url: unknown key; allowed here: allow, answer_wait, concurrency, context, device_prefix, driver, grace, host"),
     ("links: [{link_id: 1, pabx: {driver: asterisk, secret: s, device_prefix: PJSIP}}]\n",
      "device_prefix: 'PJSIP' is not a channel technology and a slash"),
     ("links: [{link_id: 1, pabx: {driver: asterisk, secret: s, queues: {'701': [a]}}}]\n",

@@ -24,11 +24,11 @@ Nothing outside ``pabx/`` touches any other attribute of a driver.
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
-
-import logging
 
 from ..core.pabx import PabxError, PabxEvent, PabxUnavailable, Request
 from ..extlog import NO_TRACE, Trace
@@ -66,6 +66,7 @@ class Driver(ABC):
     """One switch for one link."""
 
     events_received = 0      # PABX events taken in (a driver counts them, or reads them from its connection)
+    concurrency = 16         # requests in flight while the switch is caught up (links[].pabx.concurrency)
     events_rejected = 0      # PABX reports refused as unreadable or unknown
     # the switch's reports may come well after the answer to the command that caused them (its events
     # are polled): the core then keeps every confirmed change's echo until it comes (core/notify.py)
@@ -128,11 +129,35 @@ class Driver(ABC):
         """The link's listener is bound at ``scheme://host:port`` (host as the listen setting has it)."""
 
 
-async def monitor_each(devices: list[str], start: Callable[[str], Awaitable[None]], refused_line: str) -> list[str]:
-    """``start`` each device in turn (a reconnect's monitors); returns those the switch refused, each logged
-    with ``refused_line % (device, detail)``. An unreachable switch stops it all (PabxUnavailable)."""
+async def bounded(items: list, work: Callable[[Any], Awaitable[None]], concurrency: int) -> None:
+    """``work(item)`` for every item, in their order, at most ``concurrency`` at a time: a switch caught up
+    after a restart without a storm it cannot take. The first PabxUnavailable stops the rest and is raised."""
+    pending = iter(items)
+    lost: list[PabxUnavailable] = []
+
+    async def worker() -> None:
+        for item in pending:          # one iterator shared by the workers: each item taken once
+            if lost:
+                return
+            try:
+                await work(item)
+            except PabxUnavailable as e:
+                lost.append(e)
+                return
+
+    await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(items))))))
+    if lost:
+        raise lost[0]
+
+
+async def monitor_each(devices: list[str], start: Callable[[str], Awaitable[None]], refused_line: str,
+                       concurrency: int = 1) -> list[str]:
+    """``start`` each device (a reconnect's monitors), ``concurrency`` at a time; returns those the switch
+    refused, each logged with ``refused_line % (device, detail)``. An unreachable switch stops it all
+    (PabxUnavailable)."""
     refused = []
-    for device in devices:
+
+    async def one(device: str) -> None:
         try:
             await start(device)
         except PabxUnavailable:
@@ -140,6 +165,7 @@ async def monitor_each(devices: list[str], start: Callable[[str], Awaitable[None
         except PabxError as e:
             refused.append(device)
             log.warning(refused_line, device, e.detail)
+    await bounded(devices, one, concurrency)
     return refused
 
 

@@ -165,7 +165,8 @@ class AsteriskDriver(Driver):
         async def monitor(device: str) -> None:
             await self._check_device(device)
             self.tracker.monitored.add(device)
-        return await monitor_each(devices, monitor, f"{self.name}: Asterisk does not know device %s (%s)")
+        return await monitor_each(devices, monitor, f"{self.name}: Asterisk does not know device %s (%s)",
+                                  self.concurrency)
 
     async def _install(self) -> None:
         for context, exten, priority, app, data in installed_dialplan(self.o):

@@ -244,7 +244,8 @@ class DigitroDriver(Driver):
         async def monitor(device: str) -> None:
             await self._call("monitor_start", {"channel": self.channel, "device": device})
             self.monitored.add(device)
-        return await monitor_each(devices, monitor, f"{self.name}: the NGC refused to monitor %s again (%s)")
+        return await monitor_each(devices, monitor, f"{self.name}: the NGC refused to monitor %s again (%s)",
+                                  self.concurrency)
 
     # ------------------------------------------------------------- requests
     async def execute(self, req: p.Request) -> Any:
