@@ -276,9 +276,10 @@ class Link:
     # ------------------------------------------- what the core does by itself
     def _core_steps(self) -> None:
         """Perform, in the background, what the core asks by itself now (a wrap-up that starts or ends)."""
-        for step in self.engine.steps():
+        steps = self.engine.steps()
+        for step in steps:
             self._in_background(self._perform(step))
-        if self._core_wake is not None:
+        if steps and self._core_wake is not None:
             self._core_wake.set()          # a new deadline, maybe earlier than the one waited for
 
     async def _perform(self, step: Step) -> None:

@@ -598,7 +598,9 @@ async def run(p: argparse.Namespace) -> dict:
             g["scale"] = {"devices": len(devices) + len(ev_devices), "agents": len(agents) + p.workers,
                           "setup_seconds": secs, "rss_mb": gw.rss()}
         finally:
-            gw.kill()              # kill -9: the NGC, still running, is caught up by the next process
+            # kill -9: the NGC, still running, is caught up by the next process (under --profile a graceful
+            # stop, or cProfile would write nothing)
+            gw.stop() if p.profile else gw.kill()
         # ---- start-up with the registry restored, against the same PABX
         before = dict(peers.pabx_calls)
         gw2 = gateway_server(peers, tmp, state)

@@ -33,6 +33,9 @@ class AfterCallWork:
         self.notifier = commands.notifier
         self.options = options
         self._owed: list[Step] = []    # steps planned by events, for the host to perform
+        # the devices that may have a deadline: those a wrap-up started on, and, once, every device (the
+        # registry restores deadlines). Never every device per event: 8,000 of them would cost each event.
+        self._watched: set[str] | None = None
 
     # ------------------------------------------------------------ events
     def talking_in(self, event: PabxEvent) -> Call | None:
@@ -62,12 +65,27 @@ class AfterCallWork:
         self._owed.append(self._start(dev, seconds))
 
     # ------------------------------------------------------------- steps
+    def _with_deadline(self) -> list[Device]:
+        """The devices that have a wrap-up deadline now; the others are no longer watched."""
+        if self._watched is None:
+            self._watched = {name for name, dev in self.switch.devices.items() if dev.wrap_up_until}
+        out = []
+        for name in list(self._watched):
+            dev = self.switch.device(name)
+            if dev is None or not dev.wrap_up_until:
+                self._watched.discard(name)
+            else:
+                out.append(dev)
+        return out
+
     def steps(self) -> list[Step]:
         """What to perform now: wrap-ups that start, and those whose time is up."""
         owed, self._owed = self._owed, []
+        if not owed and not self._watched and self._watched is not None:
+            return owed
         now = self.switch.clock()
-        for dev in self.switch.devices.values():
-            if dev.wrap_up_until and dev.wrap_up_until <= now and not dev.wrap_up_ending:
+        for dev in self._with_deadline():
+            if dev.wrap_up_until <= now and not dev.wrap_up_ending:
                 if dev.agent is None or dev.agent.state is not AgentState.WORK_AFTER_CALL:
                     dev.wrap_up_until = 0.0
                     continue
@@ -75,7 +93,7 @@ class AfterCallWork:
         return owed
 
     def next_deadline(self) -> float | None:
-        deadlines = [d.wrap_up_until for d in self.switch.devices.values() if d.wrap_up_until and not d.wrap_up_ending]
+        deadlines = [d.wrap_up_until for d in self._with_deadline() if not d.wrap_up_ending]
         return min(deadlines) if deadlines else None
 
     # ------------------------------------------------------- the two steps
@@ -83,6 +101,8 @@ class AfterCallWork:
         agent = dev.agent
         now = self.switch.clock()
         dev.wrap_up_until, dev.wrap_up_started, dev.wrap_up_reason = now + seconds, now, self.options.reason
+        self._with_deadline()
+        self._watched.add(dev.name)
         notes_before = dev.agent_notes
         name = dev.name
 
@@ -92,6 +112,7 @@ class AfterCallWork:
                 return int(Result.SUCCESS)     # logged off or paused by hand meanwhile: theirs wins
             started = self.switch.clock()
             d.wrap_up_until = d.wrap_up_until or started + seconds
+            self._watched.add(name)
             d.agent.state = AgentState.WORK_AFTER_CALL
             d.agent.reason = self.options.reason
             self.commands.outbox.extend(self.notifier.agent_confirmed(d, notes_before))
@@ -132,6 +153,7 @@ class AfterCallWork:
                 d.wrap_up_ending = False
                 if d.wrap_up_until:
                     d.wrap_up_until = self.switch.clock() + RETRY
+                    self._watched.add(name)
             return int(e.code)
 
         return Step(SetAgentState(name, agent.agent_id, agent.groups, AgentState.READY, agent.password),
