@@ -228,3 +228,17 @@ def test_time_in_state_and_call_times_run_on_the_switch_clock():
     assert agent.since == 1009.0
     command(eng, "NotReady", device="2001", agentID="", groupID="")
     assert agent.since == 1009.0          # the same state again: the time in it goes on
+
+
+def test_a_state_the_pabx_reports_to_queryagentstate_reaches_protheus_too():
+    """scripts/soak found agents ready at the PABX and in queryAgentState but NOTREADY on Protheus' screen:
+    a Ready whose report was lost in a stall. The poll that sees the difference now tells Protheus."""
+    eng, _ = engine(WrapUp())
+    ready_agent(eng)
+    command(eng, "NotReady", device="2001", agentID="", groupID="")
+    _, value, told = command(eng, "queryAgentState", p.AgentInfo(S.READY, "1234", ("701",)), cDevice="2001")
+    assert (value, told) == (28, ["READY"])
+    _, value, told = command(eng, "queryAgentState", p.AgentInfo(S.READY, "1234", ("701",)), cDevice="2001")
+    assert (value, told) == (28, [])                        # the same again: nothing new
+    _, value, told = command(eng, "queryAgentState", p.AgentInfo(S.LOGGED_OFF, "", ()), cDevice="2001")
+    assert (value, told) == (25, ["LOGGEDOFF"])

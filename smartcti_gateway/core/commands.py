@@ -345,14 +345,13 @@ class Commands:
                 # event was missed, and the link reads the device's calls again
                 if self.switch.agent_state(name) is not AgentState.BUSY:
                     self.resync_wanted.add(name)
-            elif info.state is AgentState.LOGGED_OFF:
-                if dev.agent is not None:
-                    dev.agent.state = AgentState.LOGGED_OFF
-            elif dev.agent is None or (info.agent_id and info.agent_id != dev.agent.agent_id):
-                dev.agent = self.switch.new_agent(info.agent_id, info.groups, info.state)
-            elif not (info.state is AgentState.NOT_READY and dev.agent.state is AgentState.WORK_AFTER_CALL
-                      and dev.wrap_up_until):          # the wrap-up's own pause, as the switch sees it
-                dev.agent.state = info.state
+            else:
+                # the PABX's word replaces the model's, and Protheus hears the change as after a resync:
+                # a listener would otherwise show the old state until the agent's next change (a Ready
+                # whose report was lost in a stall; found by scripts/soak)
+                if dev.agent is not None and info.agent_id and info.agent_id != dev.agent.agent_id:
+                    dev.agent = self.switch.new_agent(info.agent_id, info.groups, AgentState.LOGGED_OFF)
+                self.outbox.extend(self.notifier.resync(name, info, None))
             return self._known_agent_code(name)
 
         def failed(e: PabxError):
