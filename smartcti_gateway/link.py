@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 from .core.codes import Result
 from .core.commands import Step, answer, eventing_url_problem
 from .core.engine import Engine, Outcome
+from .core.notify import Notification
 from .core.dialler import NO_DIALLER_RULE, DiallerRule
 from .core.pauses import NO_PAUSE_REASONS, NO_WRAP_UP, PauseReasons, WrapUp
 from .core.health import LinkHealth
@@ -90,7 +91,8 @@ class Link:
         self.switch = self.engine.switch          # what the status page and /metrics read
         self.pause_reasons = pause_reasons        # names what the PABX reports (the supervisor's board)
         self.eventing = eventing or EventingClient()
-        self.delivery = EventDelivery(link_id, self.eventing, delivery, on_release=self._release)
+        self.delivery = EventDelivery(link_id, self.eventing, delivery, on_release=self._release,
+                                      on_agent_owed=self._agent_again)
         self.trace: Trace = NO_TRACE
         self.registry = registry
         # restored now, before any listener serves: an event or command must find the devices
@@ -272,6 +274,15 @@ class Link:
         self._core_steps()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("link %d: event %s -> %s", self.link_id, event, [n.name for n in notes])
+
+    def _agent_again(self, device: str, url: str, cdevice: str) -> None:
+        """An agent event for this session went stale while Protheus was away: its current state, again."""
+        notes = [Notification(n.name, n.device, n.cdevice, n.values, (url,)) for n in self.engine.agent_now(device)
+                 if n.cdevice == cdevice and url in n.urls]
+        if notes:
+            log.info("link %d: %s's agent state (%s) sent again to %s: the event that told it went stale",
+                     self.link_id, device, notes[0].name, url)
+            self.delivery.submit(notes)
 
     # ------------------------------------------- what the core does by itself
     def _core_steps(self) -> None:

@@ -210,6 +210,32 @@ async def test_stale_event_is_dropped_and_the_next_delivered():
     assert d.streams == {}
 
 
+async def test_a_stale_agent_event_has_the_agents_state_sent_again_once_the_stream_drains():
+    """A listener's Pausa/Disponível button moves only on agent events: one dropped as stale would leave it
+    wrong until the agent's next change. Once the stream has drained, the host is asked for the state now;
+    a later agent event that got through owes nothing."""
+    clock = Clock()
+    owed: list[tuple[str, str, str]] = []
+    d = EventDelivery(LINK, FakeClient(), DeliveryOptions(ttl=10.0), clock=clock,
+                      on_agent_owed=lambda dev, url, cdevice: owed.append((dev, url, cdevice)))
+    d.submit([note("2001", "a", name="READY")])
+    clock.t += 10.5                                    # stale before it was tried
+    d.submit([note("2001", "b")])
+    assert await d.drain(2.0)
+    assert owed == [("2001", URL, "2001")]
+    owed.clear()
+    d.submit([note("2002", "a", name="NOTREADY")])
+    clock.t += 10.5
+    d.submit([note("2002", "b", name="READY")])        # the newer state got through: nothing owed
+    assert await d.drain(2.0)
+    assert owed == [] and d.counts["stale"] == 2
+    d.submit([note("2003", "a", name="HELD")])          # a call event going stale owes no agent state
+    clock.t += 10.5
+    d.submit([note("2003", "b")])
+    assert await d.drain(2.0)
+    assert owed == []
+
+
 async def test_events_that_waited_behind_a_slow_send_go_stale():
     clock = Clock()
     d, c, _ = make(clock=clock, ttl=10.0)

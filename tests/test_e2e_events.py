@@ -291,7 +291,8 @@ def test_protheus_answering_99_releases_the_device():
 
 
 def test_protheus_down_for_a_while():
-    """Events inside their TTL arrive late but in order; an event older than its TTL is dropped and counted."""
+    """Events inside their TTL arrive late but in order; an event older than its TTL is dropped and counted,
+    and when it told the agent's state, that state is sent again (the listener's button would be wrong)."""
     protheus_port = free_port()
     cfg = simulated_config()
     cfg["links"][0]["events"] = {"ttl": 1.0, "retry_initial": 0.05, "retry_max": 0.1, "timeout": 1}
@@ -313,9 +314,12 @@ def test_protheus_down_for_a_while():
         got = wait_for(lambda: g.in_loop(lambda: other.events_since(0)) or None, what="events after restart")
         got = wait_for(lambda: (lambda ev: ev if len(ev) >= 2 else None)(g.in_loop(lambda: other.events_since(0))),
                        what="both events")
-        assert [e["method"] for e in got] == ["READY", "NOTREADY"]
+        got = wait_for(lambda: (lambda ev: ev if len(ev) >= 3 else None)(g.in_loop(lambda: other.events_since(0))),
+                       what="the state again, then both events")
+        assert [e["method"] for e in got] == ["LOGGEDON", "READY", "NOTREADY"]   # the stale one's state, again
+        assert [e["params"]["CAGENTID"] for e in got] == ["1234"] * 3
         counts = g.in_loop(lambda: dict(g.link().delivery.counts))
-        assert counts["stale"] == 1 and counts["sent"] >= 3
+        assert counts["stale"] == 1 and counts["sent"] >= 4
     finally:
         if runner is not None:
             g.run(runner.cleanup())

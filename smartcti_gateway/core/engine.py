@@ -106,5 +106,10 @@ class Engine:
         dev.monitored = True
         return self._notifier.in_service_owed(dev)
 
+    def agent_now(self, name: str) -> list[Notification]:
+        """The agent's state of ``name`` as it is now, for each of its sessions (see Notifier.agent_now)."""
+        dev = self.switch.device(name)
+        return self._notifier.agent_now(dev) if dev is not None else []
+
     def release(self, name: str) -> Device | None:
         return self.switch.release(name)

@@ -199,6 +199,17 @@ class Notifier:
             call.protocol = protocol
         return pop_data(self.pop_template, data, ani, dnis, ev.call_id, protocol)
 
+    def agent_now(self, dev: Device) -> list[Notification]:
+        """The agent's state as it is now (LOGGEDON, READY, NOTREADY, LOGGEDOFF), for every session: what a
+        listener must show again when the event that told it went stale while Protheus was away."""
+        agent = dev.agent
+        if agent is None:
+            return []
+        kind = _AGENT_STATE_EVENTS.get(agent.state)
+        if kind is None:
+            return []
+        return self._notify(dev, _AGENT_EVENTS[kind], agent.agent_id, ",".join(agent.groups))
+
     def in_service(self, device: Device, url: str, spelling: str = "") -> Notification:
         """INSERVICE, the answer to a successful AgentInService, for the session that asked."""
         return Notification("INSERVICE", device.name, spelling or device.wire_name, (), (url,))

@@ -32,6 +32,9 @@ from .eventing import DeliveryError, EventingClient
 log = logging.getLogger("smartcti_gateway.delivery")
 
 NO_SESSION = 99
+# what a listener's Pausa/Disponível button shows: when one of these goes stale, the current state is
+# sent again once that URL answers (a stale READY would otherwise leave the agent "paused" on screen)
+AGENT_EVENTS = frozenset({"LOGGEDON", "LOGGEDOFF", "READY", "NOTREADY"})
 
 
 @dataclass
@@ -72,11 +75,14 @@ class _Trouble:
 class EventDelivery:
     def __init__(self, link_id: int, client: EventingClient, options: DeliveryOptions | None = None, *,
                  on_release: Callable[[str, str, str], None] = lambda device, url, cdevice: None,
+                 on_agent_owed: Callable[[str, str, str], None] = lambda device, url, cdevice: None,
                  clock: Callable[[], float] = time.monotonic):
         self.link_id = link_id
         self.client = client
         self.o = options or DeliveryOptions()
         self.on_release = on_release
+        self.on_agent_owed = on_agent_owed   # (device, url, cdevice): tell that session the agent's state again
+        self._agent_owed: set[tuple[str, str, str]] = set()    # sessions whose last agent event went stale
         self.clock = clock
         self.streams: dict[tuple[str, str], _Stream] = {}
         self.counts: Counter[str] = Counter()      # sent, no_session, stale, overflow, failed, released, retries
@@ -128,6 +134,7 @@ class EventDelivery:
                 stream.task.cancel()
         for key in [k for k in self._no_session if k[0] == device]:
             del self._no_session[key]
+        self._agent_owed = {k for k in self._agent_owed if k[0] != device}
         if dropped:
             self.counts["forgotten"] += dropped
         return dropped
@@ -170,8 +177,21 @@ class EventDelivery:
                 log.exception("link %d: delivering %s to %s failed", self.link_id, item.note.name, stream.url)
             if stream.queue and stream.queue[0] is item:
                 stream.queue.popleft()
+            if not stream.queue:
+                self._owe_agents(stream)
         if not stream.queue and self.streams.get((stream.device, stream.url)) is stream:
             del self.streams[(stream.device, stream.url)]
+
+    def _owe_agents(self, stream: _Stream) -> None:
+        """The stream drained with an agent event of it gone stale: have the current state queued again
+        (it is tried, and goes stale again, at most once per ttl while Protheus stays away)."""
+        owed = [k for k in self._agent_owed if k[0] == stream.device and k[1] == stream.url]
+        for key in owed:
+            self._agent_owed.discard(key)
+            try:
+                self.on_agent_owed(*key)
+            except Exception:  # noqa: BLE001 - the stream must not die of its host
+                log.exception("link %d: could not queue %s's agent state again for %s", self.link_id, key[0], key[1])
 
     async def _deliver(self, stream: _Stream, item: _Item) -> None:
         note, attempt, refreshed = item.note, 0, False
@@ -183,6 +203,8 @@ class EventDelivery:
                 if self.trace.on:
                     self.trace(note.device, f"EVENT {note.name} to {stream.url} dropped: older than {self.o.ttl:g} s")
                 self._trouble_with(stream.url, "stale", f"events older than {self.o.ttl:g} s (events.ttl) dropped")
+                if note.name in AGENT_EVENTS:
+                    self._agent_owed.add((note.device, stream.url, note.cdevice))
                 return
             try:
                 result = await self.client.send(stream.url, note, self.link_id)
@@ -272,6 +294,8 @@ class EventDelivery:
                 self.on_release(note.device, stream.url, note.cdevice)
             return
         self._no_session.pop(session, None)
+        if note.name in AGENT_EVENTS:
+            self._agent_owed.discard(session)     # a later agent event told it: nothing owed any more
         self.counts["sent"] += 1
         self.sent_by_event[(note.name, "ok" if result == 0 else str(result))] += 1
         if log.isEnabledFor(logging.DEBUG):
