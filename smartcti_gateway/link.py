@@ -113,6 +113,7 @@ class Link:
         self._locks: dict[str, list] = {}    # device -> [lock, users]: its AgentInService/OutOfService in turn
         self._background: set[asyncio.Task] = set()
         self._init_queues()                  # queues and supervision
+        self._calls_dirty: set[str] = set()  # devices whose calls changed since the registry last had them
         self._core_clock: asyncio.Task | None = None     # performs what the core does by the clock (wrap-up)
         self._core_wake: asyncio.Event | None = None
 
@@ -142,6 +143,8 @@ class Link:
         self._start_queues()
         self._core_wake = asyncio.Event()
         self._core_clock = asyncio.get_running_loop().create_task(self._keep_core_time())
+        if self.registry is not None:
+            self._in_background(self._keep_calls_saved())
 
     async def close(self, drain: float = 5.0) -> None:
         for task in [self._supervisor, self._core_clock, *self._background]:
@@ -152,6 +155,7 @@ class Link:
                 await task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping
                 pass
+        self._save_calls()
         await self.driver.close()
         await self.delivery.close(drain)
         await self.eventing.close()
@@ -271,9 +275,31 @@ class Link:
             self._follow_protocol(event, self.switch.calls.get(event.call_id) or before)
         if isinstance(event, AgentEvent) and self.registry is not None:
             self._persist(event.device)
+        elif self.registry is not None:
+            self._calls_dirty.add(event.device)
+            if event.other_device in self.switch.devices:
+                self._calls_dirty.add(event.other_device)
         self._core_steps()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("link %d: event %s -> %s", self.link_id, event, [n.name for n in notes])
+
+    async def _keep_calls_saved(self, every: float = 1.0) -> None:
+        """The calls of the devices whose calls changed, to the registry once a second in one transaction:
+        after a kill -9 the resync clears those the PABX no longer has (a CONNECTIONCLEARED the dead
+        process owed). A call that begins and ends within the second costs no write."""
+        while True:
+            await asyncio.sleep(every)
+            self._save_calls()
+
+    def _save_calls(self) -> None:
+        if self.registry is None or not self._calls_dirty:
+            return
+        devices, self._calls_dirty = self._calls_dirty, set()
+        try:
+            self.registry.save_calls(self.link_id, self.switch, devices)
+        except Exception:  # noqa: BLE001 - a full disk must not stop the telephony
+            log.exception("link %d: could not store the calls of %d device(s) in the registry %s", self.link_id,
+                          len(devices), self.registry.path)
 
     def _agent_again(self, device: str, url: str, cdevice: str) -> None:
         """An agent event for this session went stale while Protheus was away: its current state, again."""
@@ -588,6 +614,7 @@ class Link:
                 log.warning("link %d: cannot resync %s: %s", self.link_id, name, e.detail)
                 return
             notes = self.engine.resync(name, info, calls)
+            self._calls_dirty.add(name)
             if notes:
                 sent += len(notes)
                 self.delivery.submit(notes)

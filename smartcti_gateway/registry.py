@@ -2,7 +2,9 @@
 
 Per link and device in service: the spelling of the device of each Protheus session and its eventing
 URL, how many AgentInService came, whether the PABX monitors it yet, the agent and groups logged on
-it. Written before the SOAP answer that changed it; a device released by Protheus is deleted.
+it, when its wrap-up ends. Written before the SOAP answer that changed it; a device released by
+Protheus is deleted. The calls Protheus was told of are written once a second for the devices whose
+calls changed (``save_calls``): a restart's resync clears those the PABX no longer has.
 Passwords are never stored. At start the links are rebuilt from it, then checked against the PABX
 (resync).
 
@@ -20,7 +22,7 @@ import time
 from pathlib import Path
 
 from .core.model import Device, Switch
-from .core.pabx import AgentState
+from .core.pabx import AgentState, ConnectionState, Direction
 
 log = logging.getLogger("smartcti_gateway.registry")
 
@@ -37,6 +39,21 @@ CREATE TABLE IF NOT EXISTS devices (
     monitored INTEGER NOT NULL DEFAULT 1,
     wrap_up_at REAL,
     PRIMARY KEY (link_id, name)
+)
+"""
+
+
+_CALLS = """
+CREATE TABLE IF NOT EXISTS calls (
+    link_id INTEGER NOT NULL,
+    device TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    calling TEXT NOT NULL DEFAULT '',
+    called TEXT NOT NULL DEFAULT '',
+    grp TEXT NOT NULL DEFAULT '',
+    direction TEXT NOT NULL DEFAULT 'unknown',
+    PRIMARY KEY (link_id, device, call_id)
 )
 """
 
@@ -89,6 +106,7 @@ class Registry:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(_SCHEMA)
+        self.db.execute(_CALLS)
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(devices)")}
         if "monitored" not in columns:   # a state file of an earlier version
             self.db.execute("ALTER TABLE devices ADD COLUMN monitored INTEGER NOT NULL DEFAULT 1")
@@ -110,6 +128,24 @@ class Registry:
     def forget(self, link_id: int, name: str) -> None:
         """Protheus released the device: nothing of it is restored any more."""
         self.db.execute("DELETE FROM devices WHERE link_id = ? AND name = ?", (link_id, name))
+        self.db.execute("DELETE FROM calls WHERE link_id = ? AND device = ?", (link_id, name))
+        self.writes += 1
+
+    def save_calls(self, link_id: int, switch: Switch, devices: set[str]) -> None:
+        """The calls these devices are in now, as Protheus was told of them, in one transaction: after a
+        kill -9, the resync clears those the PABX no longer has (their CONNECTIONCLEARED was owed)."""
+        rows = []
+        for name in devices:
+            for call in switch.calls_of(name):
+                state = call.connections.get(name)
+                if state is not None:
+                    rows.append((link_id, name, call.call_id, state.value, call.calling, call.called, call.group,
+                                 call.direction.value))
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany("DELETE FROM calls WHERE link_id = ? AND device = ?",
+                                [(link_id, name) for name in devices])
+            self.db.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self.writes += 1
 
     def restore(self, link_id: int, switch: Switch) -> list[Device]:
@@ -132,6 +168,13 @@ class Registry:
                     dev.wrap_up_until = switch.clock() + max(0.0, wrap_up_at - now)
                     dev.wrap_up_started = switch.clock() - 3600
             restored.append(dev)
+        names = {d.name for d in restored}
+        for device, call_id, state, calling, called, grp, direction in self.db.execute(
+                "SELECT device, call_id, state, calling, called, grp, direction FROM calls WHERE link_id = ? "
+                "ORDER BY rowid", (link_id,)):
+            if device in names:
+                switch.restore_call(device, call_id, ConnectionState(state), calling, called, grp,
+                                    Direction(direction))
         return restored
 
     def close(self) -> None:

@@ -326,6 +326,42 @@ def test_kill_9_loses_nothing_protheus_said(tmp_path):
         peers.close()
 
 
+def test_a_call_that_ends_while_the_gateway_is_dead_is_cleared_after_the_restart(tmp_path):
+    """scripts/soak found screens stuck in a call: the call ended while the gateway was dead (kill -9),
+    and the restarted gateway did not know it had been there. The calls go to the state file once a
+    second; the resync after the restart finds the NGC without them and tells Protheus."""
+    peers = Peers()
+    path, port = gateway_process_config(peers, tmp_path)
+    proc = start_gateway_process(path, port)
+    try:
+        assert soap_code(port, "AgentInService", device="2001", ipaddress=peers.events_url) == 0
+        assert soap_code(port, "Logon", device="2001", agentID="1234", groupID="701") == 0
+        assert soap_code(port, "Ready", device="2001", agentID="", groupID="") == 0
+        since = last_seq(peers)
+        call_id = peers.sim_call(lambda s: s.inbound(ANI, "7001", group="701"))
+        wait_for(lambda: names_for(peers, "2001", since)[-1:] == ["RINGING"], what="ringing")
+        assert soap_code(port, "Answer", device="2001") == 0
+        wait_for(lambda: names_for(peers, "2001", since)[-1:] == ["ANSWERED"], what="answered")
+        state = tmp_path / "state.sqlite"
+        import sqlite3
+        wait_for(lambda: sqlite3.connect(state).execute("SELECT call_id, state FROM calls").fetchall() ==
+                 [(call_id, "connected")], what="the call in the state file")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        peers.sim_call(lambda s: s.hangup(device="2001"))     # the customer hangs up: nobody hears it
+        since = last_seq(peers)
+        proc = start_gateway_process(path, port)
+        cleared = wait_for(lambda: [e for e in peers.events(since) if e["method"] == "CONNECTIONCLEARED"],
+                           what="the call cleared after the restart")
+        assert [(e["params"]["CDEVICE"], e["params"]["CALLID"], e["params"]["ANI"]) for e in cleared] == \
+            [("2001", call_id, ANI)]
+        assert soap_code(port, "queryAgentState", cDevice="2001") == 28
+    finally:
+        proc.kill()
+        proc.wait(10)
+        peers.close()
+
+
 # ----------------------------------------------------- polls, first contact, devices taken while down
 def test_the_poll_that_finds_the_fault_does_not_close_protheus_listeners():
     """Seen: the PABX dies, the first SystemStatus answers 22 (24 after a timeout), which closes every

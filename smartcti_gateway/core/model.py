@@ -259,6 +259,17 @@ class Switch:
         if not call.answered and any(s is CS.CONNECTED for s in call.connections.values()):
             call.answered = now
 
+    def restore_call(self, name: str, call_id: str, state: CS, calling: str = "", called: str = "",
+                     group: str = "", direction: Direction = Direction.UNKNOWN) -> Call:
+        """A call the device was in when the gateway stopped (registry.py); the resync checks it."""
+        call = self._call(call_id)
+        call.connections[name] = state
+        call.calling, call.called, call.group = call.calling or calling, call.called or called, call.group or group
+        if call.direction is Direction.UNKNOWN:
+            call.direction = direction
+        self._attach(name, call_id)
+        return call
+
     def quiet_devices(self, older_than: float) -> list[str]:
         """Devices with a call the switch has said nothing about for ``older_than`` seconds."""
         limit = self.clock() - older_than
