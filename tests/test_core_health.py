@@ -103,6 +103,22 @@ def test_resync_tells_protheus_what_changed_while_it_could_not_hear():
     assert n.resync("2001", p.AgentInfo(p.AgentState.BUSY, "1234"), None) == []
 
 
+def test_a_call_answered_while_the_gateway_could_not_hear_rings_first():
+    """scripts/soak found ANSWERED without RINGING after a PABX outage: no screen pop for a call that
+    appeared and was answered meanwhile. The resync now sends RINGING first; its CALLTYPE follows the
+    call's direction, so the agent's own outbound call pops nothing."""
+    sw = Switch()
+    n = Notifier(sw)
+    sw.put_in_service("2001", "2001", "http://protheus/ev")
+    n.on_pabx_event(p.AgentEvent(p.AgentEventType.READY, "2001", "1234", ("701",)))
+    notes = n.resync("2001", None, [
+        p.CallInfo("D", CS.CONNECTED, calling="4830000003", called="7001", direction=p.Direction.INBOUND),
+        p.CallInfo("E", CS.HELD, calling="2001", called="4833334444", direction=p.Direction.OUTBOUND)])
+    assert [(x.name, x.values[0], x.values[-1] if x.name == "RINGING" else None) for x in notes] == [
+        ("RINGING", "D", 1), ("ANSWERED", "D", None),
+        ("RINGING", "E", 2), ("ANSWERED", "E", None), ("HELD", "E", None)]
+
+
 def test_quiet_devices():
     clock = Clock()
     sw = Switch(clock=clock)

@@ -78,8 +78,10 @@ _AGENT_STATE_EVENTS = {
 # (state the model had, state the switch reports) -> events that bring the model (and Protheus) there.
 _RESYNC_STEPS: dict[tuple[CS | None, CS], tuple[E, ...]] = {
     (None, CS.ALERTING): (E.DELIVERED,),
-    (None, CS.CONNECTED): (E.ESTABLISHED,),
-    (None, CS.HELD): (E.ESTABLISHED, E.HELD),
+    # a call that appeared and was answered while the gateway was not looking: RINGING first, which pops
+    # the screen (its CALLTYPE follows the call's direction: an outbound one pops nothing), then ANSWERED
+    (None, CS.CONNECTED): (E.DELIVERED, E.ESTABLISHED),
+    (None, CS.HELD): (E.DELIVERED, E.ESTABLISHED, E.HELD),
     (CS.ALERTING, CS.CONNECTED): (E.ESTABLISHED,),
     (CS.ALERTING, CS.HELD): (E.ESTABLISHED, E.HELD),
     (CS.INITIATED, CS.CONNECTED): (E.ESTABLISHED,),
