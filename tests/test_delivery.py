@@ -236,6 +236,19 @@ async def test_a_stale_agent_event_has_the_agents_state_sent_again_once_the_stre
     assert owed == []
 
 
+async def test_a_stale_call_end_is_sent_again_once_the_stream_drains():
+    """A CONNECTIONCLEARED dropped as stale would leave the agent's screen in the call: it is queued
+    again when the stream drains (scripts/soak counted 80 such calls in a 60 s Protheus outage)."""
+    clock = Clock()
+    d, c, _ = make(clock=clock, ttl=10.0)
+    d.submit([note("2001", "x", name="CONNECTIONCLEARED"), note("2001", "y", name="HELD")])
+    clock.t += 10.5                                    # both stale before they were tried
+    d.submit([note("2001", "z")])
+    assert await d.drain(2.0)
+    assert c.ids() == ["Cz", "Cx"]                     # the call's end again, after what was waiting; HELD not
+    assert d.sent_by_event[("CONNECTIONCLEARED", "stale")] == 1 and d.sent_by_event[("CONNECTIONCLEARED", "ok")] == 1
+
+
 async def test_events_that_waited_behind_a_slow_send_go_stale():
     clock = Clock()
     d, c, _ = make(clock=clock, ttl=10.0)

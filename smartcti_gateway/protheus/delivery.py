@@ -33,8 +33,11 @@ log = logging.getLogger("smartcti_gateway.delivery")
 
 NO_SESSION = 99
 # what a listener's Pausa/Disponível button shows: when one of these goes stale, the current state is
-# sent again once that URL answers (a stale READY would otherwise leave the agent "paused" on screen)
+# sent again once that URL's queue drains (a stale READY would otherwise leave the agent "paused" on screen)
 AGENT_EVENTS = frozenset({"LOGGEDON", "LOGGEDOFF", "READY", "NOTREADY"})
+# a call's end that goes stale is sent again the same way: the agent's screen would show the call for good
+CLEARED = "CONNECTIONCLEARED"
+MAX_CLEARS_OWED = 100          # per session: more calls than that ended unheard is an outage, not a screen
 
 
 @dataclass
@@ -83,6 +86,7 @@ class EventDelivery:
         self.on_release = on_release
         self.on_agent_owed = on_agent_owed   # (device, url, cdevice): tell that session the agent's state again
         self._agent_owed: set[tuple[str, str, str]] = set()    # sessions whose last agent event went stale
+        self._clears_owed: dict[tuple[str, str, str], list[Notification]] = {}   # their stale call ends
         self.clock = clock
         self.streams: dict[tuple[str, str], _Stream] = {}
         self.counts: Counter[str] = Counter()      # sent, no_session, stale, overflow, failed, released, retries
@@ -135,6 +139,8 @@ class EventDelivery:
         for key in [k for k in self._no_session if k[0] == device]:
             del self._no_session[key]
         self._agent_owed = {k for k in self._agent_owed if k[0] != device}
+        for key in [k for k in self._clears_owed if k[0] == device]:
+            del self._clears_owed[key]
         if dropped:
             self.counts["forgotten"] += dropped
         return dropped
@@ -178,13 +184,17 @@ class EventDelivery:
             if stream.queue and stream.queue[0] is item:
                 stream.queue.popleft()
             if not stream.queue:
-                self._owe_agents(stream)
+                self._owe_again(stream)
         if not stream.queue and self.streams.get((stream.device, stream.url)) is stream:
             del self.streams[(stream.device, stream.url)]
 
-    def _owe_agents(self, stream: _Stream) -> None:
-        """The stream drained with an agent event of it gone stale: have the current state queued again
-        (it is tried, and goes stale again, at most once per ttl while Protheus stays away)."""
+    def _owe_again(self, stream: _Stream) -> None:
+        """The stream drained with events of it gone stale that a screen depends on: its calls' ends are
+        queued again, and the host is asked for the agent's state now. Each is tried, and goes stale
+        again, at most once per ttl while Protheus stays away."""
+        for key in [k for k in self._clears_owed if k[0] == stream.device and k[1] == stream.url]:
+            notes = self._clears_owed.pop(key)
+            self.submit([Notification(n.name, n.device, n.cdevice, n.values, (stream.url,)) for n in notes])
         owed = [k for k in self._agent_owed if k[0] == stream.device and k[1] == stream.url]
         for key in owed:
             self._agent_owed.discard(key)
@@ -205,6 +215,10 @@ class EventDelivery:
                 self._trouble_with(stream.url, "stale", f"events older than {self.o.ttl:g} s (events.ttl) dropped")
                 if note.name in AGENT_EVENTS:
                     self._agent_owed.add((note.device, stream.url, note.cdevice))
+                elif note.name == CLEARED:
+                    owed = self._clears_owed.setdefault((note.device, stream.url, note.cdevice), [])
+                    if len(owed) < MAX_CLEARS_OWED:
+                        owed.append(note)
                 return
             try:
                 result = await self.client.send(stream.url, note, self.link_id)
