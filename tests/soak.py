@@ -56,6 +56,8 @@ import yaml
 
 from smartcti_gateway.pabx.digitro.dialect import Dialect
 from smartcti_gateway.sim.protheus.eventing import ProtheusSimulator, build_app
+from tests.support import free_port
+from tests.support import protheus_envelope as envelope
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "var" / "soak-results.json"
@@ -67,19 +69,6 @@ WIRE_STATE = {wire: s.value for wire, s in Dialect().agent_states.items()}
 AGENT_EVENTS = {"LOGGEDON": "logged_on", "LOGGEDOFF": "logged_off", "READY": "ready", "NOTREADY": "not_ready"}
 OPENERS = ("RINGING", "SERVICEINITIATED")
 IN_LEG = ("ORIGINATED", "ANSWERED", "HELD", "RETRIEVE", "CALLFAILURE")
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def envelope(op: str, **args: str) -> bytes:
-    children = "".join(f"<{k}>{v}</{k}>" for k, v in args.items())
-    return (f'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body>'
-            f'<{op} xmlns="http://DefaultNamespace">{children}</{op}></soap:Body></soap:Envelope>').encode()
 
 
 def cpu_seconds(pid: int) -> float:
