@@ -443,7 +443,10 @@ async def _transfer(drv: AsteriskDriver, r: p.TransferCall):
     c, held, other = _consult_parties(drv, r.device)
     await drv._bridge(held, other, r.device)
     drv.tracker.transferred(c, held, other)
-    await drv._act("Hangup", {"Channel": c.name}, Result.INVALID_OPTION, r.device)
+    # the agent's leg may already be gone: its Dial ended when the consulted party left for the new bridge
+    reply = await drv.conn.send("Hangup", {"Channel": c.name})
+    if not reply.ok and "o such channel" not in (reply.get("Message") or ""):
+        raise p.PabxError(Result.INVALID_OPTION, f"AMI Hangup: {reply.get('Message') or 'refused'}")
 
 
 async def _conference(drv: AsteriskDriver, r: p.ConferenceCall):
