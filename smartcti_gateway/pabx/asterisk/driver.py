@@ -427,20 +427,31 @@ async def _consultation(drv: AsteriskDriver, r: p.ConsultationCall) -> str:
     return call_id
 
 
-def _consult_parties(drv: AsteriskDriver, device: str) -> tuple[Chan, Chan, Chan]:
-    """(the agent's leg, the held party, the consulted party) of a consultation of ``device``."""
+def _consultation_of(drv: AsteriskDriver, device: str) -> tuple[Chan, Chan, Chan] | None:
     c = next((x for x in drv.tracker.channels_of(device) if x.held), None)
     if c is None:
-        raise p.PabxError(Result.INVALID_OPTION, f"{device} has no consultation going on")
+        return None
     held = drv.tracker.chans.get(next(iter(c.held.values())))
     other = drv.tracker.chans.get(c.peer)
     if held is None or other is None or other is held:
-        raise p.PabxError(Result.INVALID_OPTION, f"{device} has no consultation going on")
+        return None
     return c, held, other
 
 
+async def _consult_parties(drv: AsteriskDriver, device: str) -> tuple[Chan, Chan, Chan]:
+    """(the agent's leg, the held party, the consulted party) of a consultation of ``device``. Asked right
+    after the consulted party answered, the events that pair the legs may still be on their way: they
+    are waited for a moment."""
+    if _consultation_of(drv, device) is None:
+        await drv._until(lambda: _consultation_of(drv, device) is not None, min(2.0, drv.common.timeout))
+    parties = _consultation_of(drv, device)
+    if parties is None:
+        raise p.PabxError(Result.INVALID_OPTION, f"{device} has no consultation going on")
+    return parties
+
+
 async def _transfer(drv: AsteriskDriver, r: p.TransferCall):
-    c, held, other = _consult_parties(drv, r.device)
+    c, held, other = await _consult_parties(drv, r.device)
     await drv._bridge(held, other, r.device)
     drv.tracker.transferred(c, held, other)
     # the agent's leg may already be gone: its Dial ended when the consulted party left for the new bridge
@@ -451,7 +462,7 @@ async def _transfer(drv: AsteriskDriver, r: p.TransferCall):
 
 async def _conference(drv: AsteriskDriver, r: p.ConferenceCall):
     """The consulted party waits, the device and the held party are bridged, the consulted one joins them."""
-    c, held, other = _consult_parties(drv, r.device)
+    c, held, other = await _consult_parties(drv, r.device)
     await drv._act("Setvar", {"Channel": other.name, "Variable": "SMARTCTI_JOIN", "Value": c.name},
                    Result.INVALID_OPTION, r.device)
     await drv._act("Redirect", {"Channel": other.name, "Context": HOLD, "Exten": "s", "Priority": "1"},
@@ -463,7 +474,7 @@ async def _conference(drv: AsteriskDriver, r: p.ConferenceCall):
 
 
 async def _alternate(drv: AsteriskDriver, r: p.AlternateCall):
-    c, held, other = _consult_parties(drv, r.device)
+    c, held, other = await _consult_parties(drv, r.device)
     await drv._act("Redirect", {"Channel": other.name, "Context": HOLD, "Exten": "s", "Priority": "1",
                                 "ExtraChannel": c.name, "ExtraContext": PARK, "ExtraExten": "s",
                                 "ExtraPriority": "1"}, Result.INVALID_OPTION, r.device)
