@@ -600,7 +600,10 @@ async def run(p: argparse.Namespace) -> dict:
         finally:
             # kill -9: the NGC, still running, is caught up by the next process (under --profile a graceful
             # stop, or cProfile would write nothing)
-            gw.stop() if p.profile else gw.kill()
+            if p.profile:
+                gw.stop()
+            else:
+                gw.kill()
         # ---- start-up with the registry restored, against the same PABX
         before = dict(peers.pabx_calls)
         gw2 = gateway_server(peers, tmp, state)

@@ -37,7 +37,7 @@ NO_SESSION = 99
 AGENT_EVENTS = frozenset({"LOGGEDON", "LOGGEDOFF", "READY", "NOTREADY"})
 # a call's end that goes stale is sent again the same way: the agent's screen would show the call for good
 CLEARED = "CONNECTIONCLEARED"
-MAX_CLEARS_OWED = 100          # per session: more calls than that ended unheard is an outage, not a screen
+MAX_CLEARS_OWED = 100          # per stream: more calls than that ended unheard is an outage, not a screen
 
 
 @dataclass
@@ -60,6 +60,10 @@ class _Item:
 class _Stream:
     device: str
     url: str
+    # what went stale that a screen depends on, queued again when the stream drains (_owe_again): the
+    # sessions (CDEVICE) whose last agent event it was, and the calls' ends
+    agents_owed: set[str] = field(default_factory=set)
+    clears_owed: list[Notification] = field(default_factory=list)
     queue: deque = field(default_factory=deque)
     task: asyncio.Task | None = None
 
@@ -85,8 +89,6 @@ class EventDelivery:
         self.o = options or DeliveryOptions()
         self.on_release = on_release
         self.on_agent_owed = on_agent_owed   # (device, url, cdevice): tell that session the agent's state again
-        self._agent_owed: set[tuple[str, str, str]] = set()    # sessions whose last agent event went stale
-        self._clears_owed: dict[tuple[str, str, str], list[Notification]] = {}   # their stale call ends
         self.clock = clock
         self.streams: dict[tuple[str, str], _Stream] = {}
         self.counts: Counter[str] = Counter()      # sent, no_session, stale, overflow, failed, released, retries
@@ -138,9 +140,6 @@ class EventDelivery:
                 stream.task.cancel()
         for key in [k for k in self._no_session if k[0] == device]:
             del self._no_session[key]
-        self._agent_owed = {k for k in self._agent_owed if k[0] != device}
-        for key in [k for k in self._clears_owed if k[0] == device]:
-            del self._clears_owed[key]
         if dropped:
             self.counts["forgotten"] += dropped
         return dropped
@@ -192,16 +191,16 @@ class EventDelivery:
         """The stream drained with events of it gone stale that a screen depends on: its calls' ends are
         queued again, and the host is asked for the agent's state now. Each is tried, and goes stale
         again, at most once per ttl while Protheus stays away."""
-        for key in [k for k in self._clears_owed if k[0] == stream.device and k[1] == stream.url]:
-            notes = self._clears_owed.pop(key)
-            self.submit([Notification(n.name, n.device, n.cdevice, n.values, (stream.url,)) for n in notes])
-        owed = [k for k in self._agent_owed if k[0] == stream.device and k[1] == stream.url]
-        for key in owed:
-            self._agent_owed.discard(key)
+        clears, stream.clears_owed = stream.clears_owed, []
+        if clears:
+            self.submit([Notification(n.name, n.device, n.cdevice, n.values, (stream.url,)) for n in clears])
+        agents, stream.agents_owed = stream.agents_owed, set()
+        for cdevice in agents:
             try:
-                self.on_agent_owed(*key)
+                self.on_agent_owed(stream.device, stream.url, cdevice)
             except Exception:  # noqa: BLE001 - the stream must not die of its host
-                log.exception("link %d: could not queue %s's agent state again for %s", self.link_id, key[0], key[1])
+                log.exception("link %d: could not queue %s's agent state again for %s", self.link_id, stream.device,
+                              stream.url)
 
     async def _deliver(self, stream: _Stream, item: _Item) -> None:
         note, attempt, refreshed = item.note, 0, False
@@ -214,11 +213,9 @@ class EventDelivery:
                     self.trace(note.device, f"EVENT {note.name} to {stream.url} dropped: older than {self.o.ttl:g} s")
                 self._trouble_with(stream.url, "stale", f"events older than {self.o.ttl:g} s (events.ttl) dropped")
                 if note.name in AGENT_EVENTS:
-                    self._agent_owed.add((note.device, stream.url, note.cdevice))
-                elif note.name == CLEARED:
-                    owed = self._clears_owed.setdefault((note.device, stream.url, note.cdevice), [])
-                    if len(owed) < MAX_CLEARS_OWED:
-                        owed.append(note)
+                    stream.agents_owed.add(note.cdevice)
+                elif note.name == CLEARED and len(stream.clears_owed) < MAX_CLEARS_OWED:
+                    stream.clears_owed.append(note)
                 return
             try:
                 result = await self.client.send(stream.url, note, self.link_id)
@@ -309,7 +306,7 @@ class EventDelivery:
             return
         self._no_session.pop(session, None)
         if note.name in AGENT_EVENTS:
-            self._agent_owed.discard(session)     # a later agent event told it: nothing owed any more
+            stream.agents_owed.discard(note.cdevice)   # a later agent event told it: nothing owed any more
         self.counts["sent"] += 1
         self.sent_by_event[(note.name, "ok" if result == 0 else str(result))] += 1
         if log.isEnabledFor(logging.DEBUG):
