@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 import pytest
 
@@ -13,7 +14,7 @@ from smartcti_gateway.core.pabx import PabxUnavailable
 from smartcti_gateway.pabx.asterisk.ami import Message, Parser
 from smartcti_gateway.pabx.asterisk.connection import AmiConnection
 
-from .support import BackgroundLoop, RunningGateway, wait_for
+from .support import BackgroundLoop, RunningGateway, in_service, mark, names, device_events, wait_device, wait_for
 
 SECRET = "s3cr3t-ami-41"
 
@@ -297,5 +298,45 @@ def test_a_wrong_secret_is_one_log_line_and_retried_with_backoff(asterisk, caplo
         _, page, _ = gw.http("GET", "/status")
         _, metrics, _ = gw.http("GET", "/metrics")
         assert wrong not in caplog.text and wrong.encode() not in page + metrics
+    finally:
+        gw.close()
+
+
+def test_a_logon_is_answered_once_asterisk_has_told_the_member_in(asterisk):
+    """Asterisk replies to QueueAdd before its QueueMemberAdded is out (a stasis message; under load, after
+    the reply to the next action too). Answered at the reply, Protheus' Ready right after got its READY
+    before the LOGGEDON, and the bar showed the agent logged on but not ready (CI saw READY, LOGGEDON)."""
+    fake, port = asterisk.fake, asterisk.port
+    gw = RunningGateway(_config(port, keepalive=30, queues={"701": "vendas"}))
+    try:
+        in_service(gw, "2001")
+        since = mark(gw)
+        answered = []
+        logon = threading.Thread(target=lambda: answered.append(
+            gw.code("Logon", device="2001", agentID="1234", groupID="701")))
+        logon.start()
+        asterisk.host.run(fake.action_seen("QueueAdd"))
+        logon.join(0.3)
+        assert answered == [], "the Logon was answered before Asterisk told the member in"
+        asterisk.in_loop(lambda: fake.event(Event="QueueMemberAdded", Queue="vendas", MemberName="1234",
+                                            Interface="PJSIP/2001", StateInterface="PJSIP/2001", Paused="1",
+                                            PausedReason="smartcti-logon"))
+        logon.join(5)
+        assert answered == [0]
+        assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
+        assert names(wait_device(gw, "2001", ["LOGGEDON", "READY"], since)) == ["LOGGEDON", "READY"]
+    finally:
+        gw.close()
+
+
+def test_a_logon_whose_member_event_never_comes_is_answered_anyway(asterisk):
+    """An Asterisk that never sends QueueMemberAdded (filtered out by its manager.conf) costs a Logon a moment
+    (a quarter of the PABX timeout at most), never a refusal nor the link."""
+    fake, port = asterisk.fake, asterisk.port
+    gw = RunningGateway(_config(port, keepalive=30, queues={"701": "vendas"}))
+    try:
+        in_service(gw, "2001")
+        assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
+        assert gw.in_loop(lambda: gw.link(2).driver.tracker.joining) == set()
     finally:
         gw.close()

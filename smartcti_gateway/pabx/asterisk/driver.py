@@ -203,6 +203,11 @@ class AsteriskDriver(Driver):
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def _moment(self) -> float:
+        """How long a command waits for an event Asterisk sends a little after its reply: well inside
+        the command's own deadline (``timeout``), which would take the link down."""
+        return min(1.5, self.common.timeout / 4)
+
     async def _until(self, predicate: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while not predicate():
@@ -288,14 +293,26 @@ async def _set_agent_state(drv: AsteriskDriver, r: p.SetAgentState):
         groups = r.groups or t.groups_of(r.device)
         if not groups:
             raise p.PabxError(Result.INVALID_GROUP_ID, "Logon without an ACD group: the queue is not known")
-        for group in groups:
-            reply = await drv.conn.send("QueueAdd", {"Queue": o.queue_of(group), "Interface": interface,
-                                                     "MemberName": r.agent_id, "Paused": "true",
-                                                     "Reason": LOGON_REASON})
-            if not reply.ok and "lready" not in reply.get("Message"):
-                raise p.PabxError(Result.INVALID_GROUP_ID, f"AMI QueueAdd {o.queue_of(group)}: {reply.get('Message')}")
-            # a member now, even before its QueueMemberAdded comes: a Ready right after must find it
-            t.members.setdefault(r.device, {}).setdefault(o.queue_of(group), Member(r.agent_id, True, LOGON_REASON))
+        joining = {(r.device, o.queue_of(g)) for g in groups}
+        t.joining |= joining              # QueueMemberAdded may come before the reply: marked first
+        try:
+            for group in groups:
+                reply = await drv.conn.send("QueueAdd", {"Queue": o.queue_of(group), "Interface": interface,
+                                                         "MemberName": r.agent_id, "Paused": "true",
+                                                         "Reason": LOGON_REASON})
+                if not reply.ok and "lready" not in reply.get("Message"):
+                    raise p.PabxError(Result.INVALID_GROUP_ID,
+                                      f"AMI QueueAdd {o.queue_of(group)}: {reply.get('Message')}")
+                if not reply.ok:                # a member already: no QueueMemberAdded will come
+                    t.joining.discard((r.device, o.queue_of(group)))
+                # a member now, even before its QueueMemberAdded comes: a Ready right after must find it
+                t.members.setdefault(r.device, {}).setdefault(o.queue_of(group),
+                                                              Member(r.agent_id, True, LOGON_REASON))
+            # Asterisk replies before its QueueMemberAdded is out (a stasis message): answered only once
+            # it is in, LOGGEDON reaches Protheus before the READY of the Ready it sends next
+            await drv._until(lambda: not (t.joining & joining), drv._moment())
+        finally:
+            t.joining -= joining
     elif r.state is p.AgentState.LOGGED_OFF:
         queues = [o.queue_of(g) for g in r.groups] if r.groups else list(t.members.get(r.device, {}))
         if not queues:
@@ -443,7 +460,7 @@ async def _consult_parties(drv: AsteriskDriver, device: str) -> tuple[Chan, Chan
     after the consulted party answered, the events that pair the legs may still be on their way: they
     are waited for a moment."""
     if _consultation_of(drv, device) is None:
-        await drv._until(lambda: _consultation_of(drv, device) is not None, min(2.0, drv.common.timeout))
+        await drv._until(lambda: _consultation_of(drv, device) is not None, drv._moment())
     parties = _consultation_of(drv, device)
     if parties is None:
         raise p.PabxError(Result.INVALID_OPTION, f"{device} has no consultation going on")

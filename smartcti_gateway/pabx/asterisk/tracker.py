@@ -112,6 +112,7 @@ class Tracker:
         self.monitored: set[str] = set()
         self.chans: dict[str, Chan] = {}
         self.members: dict[str, dict[str, Member]] = {}     # device -> queue -> member
+        self.joining: set[tuple[str, str]] = set()           # (device, queue) added, its QueueMemberAdded to come
         self.originates: dict[str, str] = {}                 # our Originate's channel id -> number
         self.unanswered: dict[str, Chan] = {}                # hung up before its OriginateResponse came
         self.queue_entries: dict[str, dict[str, Message]] = {}   # queue -> caller uniqueid -> QueueCallerJoin
@@ -458,6 +459,7 @@ class Tracker:
         device = self._member_device(m)
         if not device:
             return
+        self.joining.discard((device, m.get("Queue")))
         queues = self.members.setdefault(device, {})
         first = not queues
         queues[m.get("Queue")] = Member(m.get("MemberName") or m.get("Interface"), m.get("Paused") == "1",
