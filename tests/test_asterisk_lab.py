@@ -49,6 +49,12 @@ def config(lab: Lab, **pabx) -> dict:
         "queues": {"701": "vendas", "702": "suporte"}, "timeout": 5, "answer_wait": 0.3, **pabx}}]}
 
 
+@pytest.fixture(autouse=True)
+def refusals_shown(caplog):
+    """A command the lab refuses says why in the failure's log (CI under load once saw a bare 3)."""
+    caplog.set_level("INFO", logger="smartcti_gateway.link")
+
+
 @pytest.fixture
 def gw(lab):
     g = RunningGateway(config(lab))
@@ -301,8 +307,7 @@ def test_hold_plays_music_to_the_customer_and_retrieve_brings_them_back(gw, lab)
     assert gw.code("Retrieve", device="2001") == 19
 
 
-def test_consultation_and_transfer(gw, lab, caplog):
-    caplog.set_level("INFO", logger="smartcti_gateway.link")   # a refusal's reason shows if it fails (CI saw 3)
+def test_consultation_and_transfer(gw, lab):
     in_service(gw, "2001", "2002")
     agent_ready(gw)
     original, since = customer_on(gw, lab)

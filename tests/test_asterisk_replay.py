@@ -258,6 +258,25 @@ def test_attended_transfer_made_by_the_phone():
         ("CONNECTIONCLEARED", "1.1", ANI, "7001")]
 
 
+def test_a_local_channel_optimised_away_leaves_its_far_side_as_the_peer():
+    """The gateway's consultation dials Local/<number>@<context>: once both sides of the Local pair are
+    bridged, Asterisk swaps the far side into the agent's bridge and the Local channel leaves and hangs
+    up. The agent's peer is then the far side: the one Retrieve must hang up (CI saw "No such channel")."""
+    agent = ("PJSIP/2001-00000002", "1.2", "1.1", "2001")
+    local1 = ("Local/4830000001@from-internal-00000001;1", "1.3", "1.1", "2001")
+    far = ("Local/4830000001@outside-00000002;2", "1.6", "1.1", "4830000001")
+    tracker = Tracker("PJSIP/", lambda q: q, lambda ev: None)
+    for chan in (agent, local1, far):
+        tracker.on_event(Message.of(Event="Newchannel", **_snap("", *chan)))
+    for chan in (agent, local1):
+        tracker.on_event(Message.of(Event="BridgeEnter", BridgeUniqueid="br1", **_snap("", *chan)))
+    assert tracker.chans["1.2"].peer == "1.3"
+    tracker.on_event(Message.of(Event="BridgeEnter", BridgeUniqueid="br1", SwapUniqueid="1.3", **_snap("", *far)))
+    tracker.on_event(Message.of(Event="BridgeLeave", BridgeUniqueid="br1", **_snap("", *local1)))
+    tracker.on_event(Message.of(Event="Hangup", Cause="16", **_snap("", *local1)))
+    assert tracker.chans["1.2"].peer == "1.6" and tracker.chans["1.6"].peer == "1.2"
+
+
 @pytest.mark.parametrize("path", recorded("phone_hold_resume"), ids=lambda p: p.stem)
 def test_a_reconnect_keeps_what_events_taught_of_channels_still_there(path):
     """After an AMI reconnect CoreShowChannels lists the channels; one still there keeps its call id, DNIS,

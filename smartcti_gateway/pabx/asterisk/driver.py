@@ -410,14 +410,24 @@ async def _retrieve(drv: AsteriskDriver, r: p.RetrieveCall):
         held = drv.tracker.chans.get(next(iter(c.held.values())))
         if held is None:
             raise p.PabxError(Result.NO_WAITING_CALL, f"{r.device} has no call on hold")
-        consulted = drv.tracker.chans.get(c.peer)
-        if consulted is not None and consulted.uniqueid != held.uniqueid:
-            await drv._act("Hangup", {"Channel": consulted.name}, Result.INVALID_OPTION, r.device)
-            await drv._until(lambda: consulted.uniqueid not in drv.tracker.chans, drv.common.timeout)
+        await _hang_up_consulted(drv, c, held)
     else:
         raise p.PabxError(Result.NO_WAITING_CALL, f"{r.device} has no call on hold")
     await drv._bridge(c, held, r.device)
     drv.tracker.retrieved_by_us(c, held)
+
+
+async def _hang_up_consulted(drv: AsteriskDriver, c: Chan, held: Chan) -> None:
+    """Whoever ``c`` talks to in its consultation hangs up. A Local channel of the dialling may have been
+    optimised away meanwhile ("No such channel"): then the party swapped in for it is the one."""
+    for _ in range(3):
+        consulted = drv.tracker.chans.get(c.peer)
+        if consulted is None or consulted.uniqueid == held.uniqueid:
+            return
+        reply = await drv.conn.send("Hangup", {"Channel": consulted.name})
+        if not reply.ok and "o such channel" not in (reply.get("Message") or ""):
+            raise p.PabxError(Result.INVALID_OPTION, f"AMI Hangup: {reply.get('Message') or 'refused'}")
+        await drv._until(lambda: consulted.uniqueid not in drv.tracker.chans, drv.common.timeout)
 
 
 async def _consultation(drv: AsteriskDriver, r: p.ConsultationCall) -> str:

@@ -381,9 +381,16 @@ class Tracker:
             c.peer, others[0].peer = others[0].uniqueid, c.uniqueid
 
     def _on_BridgeLeave(self, m: Message) -> None:
+        """The two left in a bridge talk to each other: after a Local channel's optimisation (its far
+        side swapped in, then it leaves) or a conference's third party leaving."""
         c = self._chan(m)
-        if c is not None:
-            c.bridge = ""
+        if c is None:
+            return
+        bridge, c.bridge = c.bridge, ""
+        left = [o for o in self.chans.values() if bridge and o.bridge == bridge]
+        if len(left) == 2:
+            one, two = left
+            one.peer, two.peer = two.uniqueid, one.uniqueid
 
     def _on_AttendedTransfer(self, m: Message) -> None:
         """A phone's own attended transfer (REFER with Replaces, or a feature code): the party its first
