@@ -257,7 +257,8 @@ def test_inbound_queue_call_pops_is_answered_and_cleared(gw, lab):
     assert gw.code("Answer", device="2001") == 21          # baresip cannot be told to answer: the agent picks up
     lab.phones["2001"].accept()
     wait(gw, "2001", ["RINGING", "ANSWERED"], since + 2)
-    assert bridged(lab, "PJSIP/2001-", "Local/7001@incoming")
+    # ANSWERED comes with the answer (DialEnd); the bridge is made a moment later
+    wait_for(lambda: bridged(lab, "PJSIP/2001-", "Local/7001@incoming"), 5, what="the agent with the customer")
     assert gw.code("queryAgentState", cDevice="2001") == 29
     assert gw.call("getActiveCallInfo", cDevice="2001").split("#")[2] == "0"
     assert gw.code("ConnectionClear", device="2001", CallID="") == 0
@@ -359,7 +360,8 @@ def test_consultation_of_an_outside_number(gw, lab):
     assert gw.code("Retrieve", device="2001") == 0
     wait(gw, "2001", names(got) + ["CONNECTIONCLEARED", "RETRIEVE"], since)
     wait_for(lambda: bridged(lab, "PJSIP/2001-", "Local/7001@incoming"), 5, what="back with the customer")
-    assert not any("4830000001" in c["Channel"] for c in lab.channels())
+    wait_for(lambda: not any("4830000001" in c["Channel"] for c in lab.channels()), 5,
+             what="the outside line's channels gone")
 
 
 def test_consultation_and_conference(gw, lab):
