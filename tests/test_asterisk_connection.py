@@ -323,14 +323,24 @@ def test_a_logon_is_answered_once_asterisk_has_told_the_member_in(asterisk):
                                             PausedReason="smartcti-logon"))
         logon.join(5)
         assert answered == [0]
-        assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
+        # Ready likewise: queryAgentState right after it reads the member's pause, which the event sets
+        ready = threading.Thread(target=lambda: answered.append(
+            gw.code("Ready", device="2001", agentID="", groupID="")))
+        ready.start()
+        asterisk.host.run(fake.action_seen("QueuePause"))
+        ready.join(0.3)
+        assert answered == [0], "the Ready was answered before Asterisk told the pause off"
+        asterisk.in_loop(lambda: fake.event(Event="QueueMemberPause", Queue="vendas", MemberName="1234",
+                                            Interface="PJSIP/2001", Paused="0", PausedReason=""))
+        ready.join(5)
+        assert answered == [0, 0] and gw.code("queryAgentState", cDevice="2001") == 28
         assert names(wait_device(gw, "2001", ["LOGGEDON", "READY"], since)) == ["LOGGEDON", "READY"]
     finally:
         gw.close()
 
 
 def test_a_logon_whose_member_event_never_comes_is_answered_anyway(asterisk):
-    """An Asterisk that never sends QueueMemberAdded (filtered out by its manager.conf) costs a Logon a moment
+    """An Asterisk that never sends QueueMemberAdded nor QueueMemberPause (filtered out by its manager.conf) costs a Logon a moment
     (a quarter of the PABX timeout at most), never a refusal nor the link."""
     fake, port = asterisk.fake, asterisk.port
     gw = RunningGateway(_config(port, keepalive=30, queues={"701": "vendas"}))
@@ -338,5 +348,6 @@ def test_a_logon_whose_member_event_never_comes_is_answered_anyway(asterisk):
         in_service(gw, "2001")
         assert gw.code("Logon", device="2001", agentID="1234", groupID="701") == 0
         assert gw.in_loop(lambda: gw.link(2).driver.tracker.joining) == set()
+        assert gw.code("Ready", device="2001", agentID="", groupID="") == 0 and gw.code("SystemStatus") == 0
     finally:
         gw.close()

@@ -329,6 +329,8 @@ async def _set_agent_state(drv: AsteriskDriver, r: p.SetAgentState):
         if paused:
             fields["Reason"] = getattr(r, "reason", "") or "pausa"
         await drv._act("QueuePause", fields, Result.INVALID_USER, r.device)
+        # as QueueAdd's: the reply comes before the QueueMemberPause that queryAgentState reads
+        await drv._until(lambda: t.aggregate_paused(r.device)[0] == paused, drv._moment())
 
 
 async def _agent_state(drv: AsteriskDriver, r: p.QueryAgentState) -> p.AgentInfo:

@@ -473,7 +473,7 @@ class Tracker:
                                         m.get("PausedReason"))
         if device in self.monitored:
             self.emit(AgentEvent(A.LOGGED_ON, device, queues[m.get("Queue")].agent, self.groups_of(device)))
-            if first and not self._aggregate_paused(device)[0]:
+            if first and not self.aggregate_paused(device)[0]:
                 self.emit(AgentEvent(A.READY, device, queues[m.get("Queue")].agent, self.groups_of(device)))
 
     def _on_QueueMemberRemoved(self, m: Message) -> None:
@@ -492,9 +492,9 @@ class Tracker:
         member = self.members.get(device, {}).get(m.get("Queue"))
         if member is None:
             return
-        before = self._aggregate_paused(device)
+        before = self.aggregate_paused(device)
         member.paused, member.reason = m.get("Paused") == "1", m.get("PausedReason")
-        after = self._aggregate_paused(device)
+        after = self.aggregate_paused(device)
         if device in self.monitored and after != before:
             paused, reason = after
             if not paused:
@@ -504,7 +504,7 @@ class Tracker:
 
     _on_QueueMemberPaused = _on_QueueMemberPause      # its name before Asterisk 12.2
 
-    def _aggregate_paused(self, device: str) -> tuple[bool, str]:
+    def aggregate_paused(self, device: str) -> tuple[bool, str]:
         """Paused in every queue (then offered no call), and why; the reason of the first queue."""
         members = list(self.members.get(device, {}).values())
         if not members or not all(x.paused for x in members):
@@ -685,7 +685,7 @@ class Tracker:
         if not queues:
             return AgentInfo(AgentState.LOGGED_OFF)
         agent = next(iter(queues.values())).agent
-        paused, reason = self._aggregate_paused(device)
+        paused, reason = self.aggregate_paused(device)
         state = (AgentState.LOGGED_ON if reason == LOGON_REASON else AgentState.NOT_READY) if paused else AgentState.READY
         return AgentInfo(state, agent, self.groups_of(device))
 
