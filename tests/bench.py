@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -80,10 +81,12 @@ def soap_request(op: str, **args: str) -> bytes:
                         {"Content-Type": "text/xml; charset=UTF-8", "SOAPAction": f'"urn:{op}"'})
 
 
-def event_request(seq: int, device: str) -> bytes:
-    kind = "AGENTE_DISPONIVEL" if seq % 2 == 0 else "AGENTE_EM_PAUSA"
+def event_request(seq: int, device: str, turn: int) -> bytes:
+    """The ``turn``-th event of ``device``: its agent (the same one all along, as on a floor) ready, then
+    paused, then ready again... Each one changes the agent's state, so each one reaches Protheus."""
+    kind = "AGENTE_DISPONIVEL" if turn % 2 == 0 else "AGENTE_EM_PAUSA"
     body = xmlrpc.client.dumps(({"EVENTO": kind, "ID_CANAL": "1", "SEQUENCIA": seq, "DATA_HORA": "",
-                                 "DISPOSITIVO": device, "AGENTE": f"b{seq}", "GRUPO_DAC": "701"},),
+                                 "DISPOSITIVO": device, "AGENTE": f"8{device}", "GRUPO_DAC": "701"},),
                                "cti.evento").encode()
     return http_request(EVENTS_PATH, body, {"Content-Type": "text/xml"})
 
@@ -179,6 +182,9 @@ class FakePeers:
         self.default = xmlrpc.client.dumps((ok,), methodresponse=True).encode()
         self.pabx_calls: dict[str, int] = {}
         self.arrivals: dict[int, float] = {}     # event sequence -> arrival time at Protheus
+        # per device, the sequences of the events sent and not yet arrived: a device's events reach
+        # Protheus in order, so the next post naming the device is the oldest of them
+        self.expected: dict[str, collections.deque[int]] = collections.defaultdict(collections.deque)
         self.protheus_posts = 0
 
     async def start(self) -> None:
@@ -189,7 +195,7 @@ class FakePeers:
         self.protheus_url = f"http://127.0.0.1:{self.protheus_port}{PROTHEUS_PATH}"
         wsdl_text = wsdl(f"http://127.0.0.1:{self.protheus_port}/", self.protheus_url)
         method_re = re.compile(rb"<methodName>([^<]*)</methodName>")
-        agent_re = re.compile(rb"CAGENTID>b(\d+)<")
+        device_re = re.compile(rb"CDEVICE>([^<]*)<")
         answer = (b'<?xml version="1.0" encoding="utf-8"?><soap:Envelope '
                   b'xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><XRESPONSE>'
                   b'<XRESULT>0</XRESULT></XRESPONSE></soap:Body></soap:Envelope>')
@@ -205,9 +211,10 @@ class FakePeers:
             body = await request.read()
             now = time.monotonic()
             self.protheus_posts += 1
-            m = agent_re.search(body)
-            if m:
-                self.arrivals.setdefault(int(m.group(1)), now)
+            m = device_re.search(body)
+            waiting = self.expected.get(m.group(1).decode()) if m else None
+            if waiting:
+                self.arrivals[waiting.popleft()] = now
             return web.Response(body=answer, content_type="text/xml")
 
         async def protheus_get(request):
@@ -426,6 +433,7 @@ class EventSender:
         self.server, self.peers, self.devices, self.n_conn = server, peers, devices, connections
         self.seq = 0
         self.sent: dict[int, float] = {}
+        self.turns: dict[str, int] = {}
         self.errors = 0
 
     async def open(self):
@@ -436,10 +444,13 @@ class EventSender:
     async def send_one(self) -> int:
         seq = self.seq
         self.seq += 1
-        raw = event_request(seq, self.devices[seq % len(self.devices)])
+        device = self.devices[seq % len(self.devices)]
+        turn = self.turns[device] = self.turns.get(device, -1) + 1
+        raw = event_request(seq, device, turn)
         c = await self.pool.get()
         try:
             self.sent[seq] = time.monotonic()
+            self.peers.expected[device].append(seq)
             status, body = await c.request(raw)
             if status != 200 or b"OK" not in body:
                 self.errors += 1
@@ -581,6 +592,7 @@ async def run(p: argparse.Namespace) -> dict:
         finally:
             floor.stop()
         peers.arrivals.clear()
+        peers.expected.clear()
         # ---- the gateway, alone on core 0
         gw = gateway_server(peers, tmp, state, tmp / "gateway.prof" if p.profile else None)
         startup_empty = await gw.start()
