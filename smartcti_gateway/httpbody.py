@@ -22,6 +22,8 @@ async def read_body(request: web.Request, timeout: float | None, refusal: Callab
     On timeout the 408 answer (``refusal()``) is flushed and the connection closed at once:
     a stalled client has nothing more to say, and aiohttp would otherwise linger on it.
     """
+    if request.content.is_eof():      # the whole body came with the head (Protheus' and the NGC's do)
+        return await request.read()
     try:
         async with asyncio.timeout(timeout):
             return await request.read()

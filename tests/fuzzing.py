@@ -540,15 +540,24 @@ class Outcome(NamedTuple):
     detail: str = ""
 
 
+class _Arrived:
+    """request.content of a body that has arrived whole."""
+
+    @staticmethod
+    def is_eof() -> bool:
+        return True
+
+
 class _Request:
     """What the two handlers read from an aiohttp request."""
 
-    __slots__ = ("_body", "headers", "remote")
+    __slots__ = ("_body", "headers", "remote", "content")
 
     def __init__(self, inp: FuzzInput):
         self._body = inp.body
         self.headers = CIMultiDict({"Content-Type": inp.content_type} if inp.content_type else {})
         self.remote = "fuzz"
+        self.content = _Arrived
 
     async def read(self) -> bytes:
         return self._body
