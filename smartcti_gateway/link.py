@@ -250,6 +250,8 @@ class Link:
     async def ask(self, request: Request) -> Any:
         """One request to the PABX, never longer than the link's timeout (then PabxUnavailable, code 24)."""
         try:
+            if self.driver.bounds_requests and self.driver.common.timeout <= self.timeout:
+                return await self.driver.execute(request)
             async with asyncio.timeout(self.timeout):
                 return await self.driver.execute(request)
         except TimeoutError:

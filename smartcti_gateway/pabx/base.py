@@ -74,6 +74,9 @@ class Driver(ABC):
     # the switch reports its queues' callers itself (QueueEvent); otherwise the link polls QueryGroupCalls
     reports_queues = False
     spy_supported = False      # a supervisor can listen to, whisper to and barge into calls (the Spy request)
+    # every execute() answers or fails within common.timeout by itself (its round trip runs under that
+    # deadline): the link arms no timer of its own for it, one less per command
+    bounds_requests = False
 
     def __init__(self, common: Common):
         self.common = common

@@ -100,6 +100,8 @@ def local_address_towards(url: str) -> str:
 class DigitroDriver(Driver):
     """One NGC for one link."""
 
+    bounds_requests = True     # one XML-RPC round trip per request, under the session's total timeout
+
     def __init__(self, url: str, *, dialect: Dialect | None = None, timeout: float = 5.0,
                  callback_url: str = "", name: str = "digitro", ssl_context: ssl.SSLContext | None = None,
                  events_path: str = "", body_timeout: float | None = None):
@@ -186,8 +188,12 @@ class DigitroDriver(Driver):
             await self._session.close()
             self._session = None
 
+    def _must_register(self) -> bool:
+        return not self.channel and bool(self.callback_url or self.d.polled) \
+            and bool(self.d.methods.get("register_listener"))
+
     async def _ensure_registered(self) -> None:
-        if self.channel or not (self.callback_url or self.d.polled) or not self.d.methods.get("register_listener"):
+        if not self._must_register():
             return
         async with self._register_lock:
             if self.channel:
@@ -253,7 +259,14 @@ class DigitroDriver(Driver):
         handler = _HANDLERS.get(type(req))
         if handler is None:
             raise p.PabxError(Result.NOT_SUPPORTED_FEATURE, f"{type(req).__name__} is not supported")
-        return await handler(self, req)
+        if not self._must_register():     # one round trip, under the session's total timeout (bounds_requests)
+            return await handler(self, req)
+        try:                              # registering first: two round trips, bounded as one
+            async with asyncio.timeout(self.timeout):
+                return await handler(self, req)
+        except TimeoutError:
+            raise p.PabxUnavailable(Result.INTERNAL_ERROR,
+                                    f"no answer from {redact_url(self.url)} within {self.timeout:g} s") from None
 
     async def _call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Call a logical ``method`` with logical ``params``; returns the reply struct."""
