@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -39,6 +40,22 @@ async def _wait_for_signal() -> None:
     await stop.wait()
 
 
+# the young generation collected after this many new container objects instead of CPython's 700
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def _tune_gc() -> None:
+    """Once started: what is loaded by then (modules, the restored devices) lives as long as the process,
+    so it is frozen out of the collector's scans; and the young generation is collected ten times less
+    often. Nearly everything a command or an event allocates is freed by reference counting; the
+    collector's passes over a gateway-sized heap cost about 10 µs per command (scripts/bench), the cycles
+    it finds are a few kilobytes."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
 async def _run(cfg) -> None:
     from .console import Console
     from .gateway import Gateway
@@ -48,6 +65,7 @@ async def _run(cfg) -> None:
     console = Console(gw, stop.set)
     try:
         await gw.start()
+        _tune_gc()
         log.info("smartcti-gateway %s ready (%d link(s)); stop with %s", __version__, len(gw.links),
                  "q, Ctrl+C or SIGTERM" if console.start() else "SIGTERM or Ctrl+C")
         await stop.wait()
