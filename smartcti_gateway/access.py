@@ -4,8 +4,8 @@
   endpoint, a link's PABX events endpoint), checked against the TCP peer
   (``request.remote``; X-Forwarded-For is never read). IPv4-mapped IPv6
   peers (``::ffff:10.0.0.1``) match IPv4 rules.
-* ``AccessGuard``: the aiohttp middleware of one listener, route path ->
-  Policy. A refused request gets HTTP 403 (a SOAP Fault on the command
+* ``AccessGuard``: one listener's route path -> Policy, checked by the
+  wrapper (``guarded``) of each protected handler. A refused request gets HTTP 403 (a SOAP Fault on the command
   endpoint) and one WARNING per address per minute, so a scan cannot flood
   the log.
 * ``EventingAllow``: the hosts a link may post Protheus' events to (``eventing_allow``).
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Callable
 from urllib.parse import urlsplit
 
@@ -169,9 +169,14 @@ async def events_policy(cfg: Config, lc: LinkConfig, driver: Driver) -> Policy:
                   hostname="" if is_ip(host) else host)
 
 
-# --------------------------------------------------------------- middleware
+# --------------------------------------------------------------- the guard
 class AccessGuard:
-    """Route path -> Policy for one listener (aiohttp application)."""
+    """Route path -> Policy for one listener (aiohttp application).
+
+    The protected routes' handlers are wrapped (``guarded``) rather than the application given a
+    middleware: aiohttp's middleware chain cost 14 µs of CPU per command (scripts/bench), the wrapper
+    one dictionary lookup. At start-up the guard refuses to serve a protected path whose handler it
+    does not wrap, so no route is left open by mistake."""
 
     LOG_EVERY = 60.0     # one WARNING per refused address per this many seconds
 
@@ -185,11 +190,11 @@ class AccessGuard:
         for path in paths:
             self.routes[path] = (policy, soap)
 
-    def install(self, app: web.Application) -> None:
+    def guarded(self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+        """``handler`` behind the policy of the path it is served on (none protected: it just runs)."""
         routes = self.routes
 
-        @web.middleware
-        async def access(request: web.Request, handler):
+        async def guarded(request: web.Request) -> web.StreamResponse:
             resource = request.match_info.route.resource
             entry = routes.get(resource.canonical) if resource is not None else None
             if entry is None:
@@ -200,7 +205,19 @@ class AccessGuard:
                 return await handler(request)
             return self._refuse(request, policy, soap, remote)
 
-        app.middlewares.append(access)
+        guarded.guarded_by = self         # type: ignore[attr-defined]
+        return guarded
+
+    def install(self, app: web.Application) -> None:
+        async def every_protected_route_is_guarded(app: web.Application) -> None:
+            for resource in app.router.resources():
+                if resource.canonical not in self.routes:
+                    continue
+                for route in resource:
+                    if getattr(route.handler, "guarded_by", None) is not self:
+                        raise RuntimeError(f"{route.method} {resource.canonical} is protected by an access list "
+                                           f"but its handler is not wrapped by AccessGuard.guarded")
+        app.on_startup.append(every_protected_route_is_guarded)
 
     def _refuse(self, request: web.Request, policy: Policy, soap: bool, remote: str | None) -> web.Response:
         self.refused += 1

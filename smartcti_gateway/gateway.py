@@ -91,9 +91,9 @@ class Gateway:
             for lc in link_cfgs:
                 link = self._link(lc)
                 command_routes = add_command_routes(app, lc.command_path, link.handle, name=f"link{lc.link_id}",
-                                                    body_timeout=self.cfg.client_timeout)
+                                                    body_timeout=self.cfg.client_timeout, wrap=guard.guarded)
                 for route in link.driver.routes():
-                    app.router.add_route(route.method, route.path, route.handler)
+                    app.router.add_route(route.method, route.path, guard.guarded(route.handler))
                 await access.protect_link(guard, self.cfg, lc, command_routes, link.driver)
                 self.links.append(link)
                 started.append((link, lc))

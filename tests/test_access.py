@@ -329,8 +329,8 @@ def test_ipv4_mapped_peer_matches_ipv4_rules():
         async def ok(request):
             return web.Response(text=request.remote)
 
-        app.router.add_get("/mine", ok)
-        app.router.add_get("/theirs", ok)
+        app.router.add_get("/mine", guard.guarded(ok))
+        app.router.add_get("/theirs", guard.guarded(ok))
         guard.protect(["/mine"], Policy(parse_networks(["127.0.0.1"]), link_id=1, endpoint="command", setting="a"))
         guard.protect(["/theirs"], Policy(parse_networks(["10.0.0.0/8"]), link_id=2, endpoint="command",
                                           setting="b"))
@@ -569,3 +569,27 @@ def test_eventing_allow_in_the_config_is_checked(tmp_path):
     path.write_text("eventing_allow: ['protheus_server!']\nlinks:\n  - link_id: 1\n")
     with pytest.raises(ConfigError, match="neither a network"):
         load(path)
+
+
+def test_a_protected_path_served_by_an_unguarded_handler_refuses_to_start():
+    """The access lists are checked by the wrapper of each protected handler: a route registered without
+    it would be open to anyone, so the listener does not start and says which route it is."""
+    async def scenario():
+        app = web.Application()
+        guard = access.install(app)
+
+        async def ok(request):
+            return web.Response(text="ok")
+
+        app.router.add_post("/guarded", guard.guarded(ok))
+        app.router.add_post("/forgotten", ok)
+        policy = Policy(parse_networks(["10.0.0.0/8"]), link_id=1, endpoint="command", setting="links[0].allow")
+        guard.protect(["/guarded", "/forgotten"], policy)
+        runner = web.AppRunner(app)
+        try:
+            with pytest.raises(RuntimeError, match="POST /forgotten is protected"):
+                await runner.setup()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())

@@ -36,6 +36,7 @@ __all__ = ["CommandHandler", "DEFAULT_PATH", "ENDPOINT_SUFFIXES", "add_command_r
 log = logging.getLogger(__name__)
 
 CommandHandler = Callable[[str, dict[str, str]], Awaitable[int | str]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]     # an aiohttp request handler
 
 DEFAULT_PATH = "/axis2/services/SmartCTIWSCommand"
 
@@ -142,6 +143,7 @@ def add_command_routes(
     *,
     name: str = "",
     body_timeout: float | None = None,
+    wrap: Callable[[Handler], Handler] = lambda handler: handler,
 ) -> list[str]:
     """Serve SmartCTIWSCommand on ``path`` and its aliases (see module doc).
 
@@ -151,7 +153,8 @@ def add_command_routes(
     ``soapenv:Server`` Fault ("internal error: …", logged without secret
     arguments); a SoapFault raised by the handler is sent as it is. ``name``
     only labels log lines (e.g. the link name when several links share one
-    application). Request bodies are limited by the application's
+    application). ``wrap`` is put around the aiohttp handlers (the access
+    guard's ``guarded``). Request bodies are limited by the application's
     ``client_max_size`` (HTTP 413 beyond it); a body that has not fully arrived
     ``body_timeout`` seconds after the handler starts reading it gets HTTP 408.
 
@@ -165,16 +168,17 @@ def add_command_routes(
     if not _PATH_CHARS.fullmatch(path):
         raise ValueError(f"command path may hold letters, digits and . _ ~ - / only: {path!r}")
     service = _CommandService(handler, name, body_timeout)
+    post, get = wrap(service.post), wrap(service.get)
     canonical = []
     for suffix in ENDPOINT_SUFFIXES:   # the shapes Protheus builds, matched exactly (and first)
         resource = app.router.add_resource(path + suffix)
-        resource.add_route("POST", service.post)
-        resource.add_route("GET", service.get)
+        resource.add_route("POST", post)
+        resource.add_route("GET", get)
         canonical.append(resource.canonical)
     # the same shapes with doubled or trailing slashes anywhere
     resource = app.router.add_resource(_loose_pattern(path))
-    resource.add_route("POST", service.post)
-    resource.add_route("GET", service.get)
+    resource.add_route("POST", post)
+    resource.add_route("GET", get)
     canonical.append(resource.canonical)
     return canonical
 
