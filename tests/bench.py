@@ -244,24 +244,39 @@ def floor_server(port: int, pabx_url: str, protheus_url: str) -> None:
     from lxml import etree
 
     soap_ns = "http://schemas.xmlsoap.org/soap/envelope/"
-    methods = {"MakeCall": "cti.gera_chamada", "Hold": "cti.coloca_espera", "Retrieve": "cti.recupera_espera",
-               "queryAgentState": "cti.estado_agente", "SystemStatus": "cti.status", "Ready": "cti.disponivel",
-               "NotReady": "cti.pausa"}
+    # the PABX round trip of each operation, as the gateway makes it (the same method and members);
+    # SystemStatus needs none: the gateway answers it from its keep-alive, the floor from a flag
+    def agent(a):
+        return {"DISPOSITIVO": a.get("device", ""), "AGENTE": a.get("agentID", ""), "SENHA_DISPOSITIVO": "",
+                "GRUPO_DAC": a.get("groupID", "")}
+    trips = {
+        "MakeCall": ("cti.gera_chamada", lambda a: {"DISPOSITIVO": a.get("device", ""), "SENHA_DISPOSITIVO": "",
+                                                     "IDENTIDADE_DESTINO": a.get("telephoneNumber", ""),
+                                                     "ROTA": "", "CONTA": ""}),
+        "Hold": ("cti.coloca_espera", lambda a: {"DISPOSITIVO": a.get("device", ""), "ID_CHAMADA": ""}),
+        "Retrieve": ("cti.recupera_espera", lambda a: {"DISPOSITIVO": a.get("device", ""), "ID_CHAMADA": ""}),
+        "queryAgentState": ("cti.estado_agente", lambda a: {"DISPOSITIVO": a.get("cDevice", "")}),
+        "Ready": ("cti.disponivel", agent), "NotReady": ("cti.pausa", agent), "Logon": ("cti.login_dac", agent),
+    }
     parser = etree.XMLParser(resolve_entities=False, no_network=True)
 
     async def main():
         session = aiohttp.ClientSession()
+        link_up = True
 
         async def command(request):
             root = etree.fromstring(await request.read(), parser)
             op_el = root.find(f"{{{soap_ns}}}Body")[0]
             op = etree.QName(op_el).localname
             args = {etree.QName(c).localname: (c.text or "") for c in op_el}
-            payload = xmlrpc.client.dumps(({"DISPOSITIVO": args.get("device", args.get("cDevice", ""))},),
-                                          methods.get(op, "cti.status"))
-            async with session.post(pabx_url, data=payload, headers={"Content-Type": "text/xml"}) as r:
-                reply = xmlrpc.client.loads(await r.read())[0][0]
-            value = "28" if op == "queryAgentState" else ("0" if reply.get("RESULTADO") == "OK" else "24")
+            if op == "SystemStatus" or op not in trips:
+                value = "0" if link_up else "22"
+            else:
+                method, struct = trips[op]
+                payload = xmlrpc.client.dumps((struct(args),), method)
+                async with session.post(pabx_url, data=payload, headers={"Content-Type": "text/xml"}) as r:
+                    reply = xmlrpc.client.loads(await r.read())[0][0]
+                value = "28" if op == "queryAgentState" else ("0" if reply.get("RESULTADO") == "OK" else "24")
             return web.Response(body=f'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv='
                                      f'"{soap_ns}"><soapenv:Body><ns:{op}Response xmlns:ns="http://DefaultNamespace">'
                                      f'<ns:return>{value}</ns:return></ns:{op}Response></soapenv:Body>'
@@ -705,10 +720,14 @@ def figures(r: dict) -> list[tuple[str, float, float | None, str, bool | None]]:
          ">= 60% of floor", ratio_cmd >= 0.6),
         ("command latency p50 ms", gc["p50_ms"], fc["p50_ms"], "", None),
         ("command latency p99 ms", gc["p99_ms"], fc["p99_ms"], "", None),
-        ("CPU µs per command", gc["cpu_us_per_command"], fc["cpu_us_per_command"], "", None),
+        ("CPU µs per command", gc["cpu_us_per_command"], fc["cpu_us_per_command"], "<= 1.1× floor",
+         gc["cpu_us_per_command"] <= 1.1 * fc["cpu_us_per_command"]),
         ("server core busy during commands", gc["server_core_busy"], fc["server_core_busy"], "", None),
         ("event burst: delivered/s", ge["burst"]["throughput"], fe["burst"]["throughput"], "", None),
-        ("CPU µs per event (burst)", ge["burst"]["cpu_us_per_event"], fe["burst"]["cpu_us_per_event"], "", None),
+        ("CPU µs per event (burst)", ge["burst"]["cpu_us_per_event"], fe["burst"]["cpu_us_per_event"],
+         "<= 1.2× floor", ge["burst"]["cpu_us_per_event"] <= 1.2 * fe["burst"]["cpu_us_per_event"]),
+        ("CPU µs per event at %d/s" % sustained["rate"], sustained["cpu_us_per_event"],
+         fe["sustained"]["cpu_us_per_event"], "", None),
         ("events at 300/s: added latency p50 ms", ge["steady"]["p50_ms"], fe["steady"]["p50_ms"], "", None),
         ("events at 300/s: added latency p99 ms", ge["steady"]["p99_ms"], fe["steady"]["p99_ms"], "<= 20 ms",
          ge["steady"]["p99_ms"] <= 20 and ge["steady"]["delivered"] == ge["steady"]["events"]),
