@@ -479,36 +479,64 @@ async def _consult_parties(drv: AsteriskDriver, device: str) -> tuple[Chan, Chan
     return parties
 
 
+_GONE = ("does not exist", "o such channel")
+
+
+async def _on_consultation(drv: AsteriskDriver, device: str, act) -> None:
+    """``act(c, held, other)`` on the parties of ``device``'s consultation. If Asterisk says the consulted
+    party is gone -- a Local channel of the dialling optimised away after the tracker last heard of it --
+    once more with the party swapped in for it, when its events say which one that is."""
+    c, held, other = await _consult_parties(drv, device)
+    try:
+        await act(c, held, other)
+        return
+    except p.PabxError as e:
+        if not any(word in e.detail for word in _GONE):
+            raise
+        gone, first = other.uniqueid, e
+
+    def swapped() -> bool:
+        parties = _consultation_of(drv, device)
+        return parties is not None and parties[2].uniqueid != gone
+    if not await drv._until(swapped, drv._moment()):
+        raise first
+    c, held, other = await _consult_parties(drv, device)
+    await act(c, held, other)
+
+
 async def _transfer(drv: AsteriskDriver, r: p.TransferCall):
-    c, held, other = await _consult_parties(drv, r.device)
-    await drv._bridge(held, other, r.device)
-    drv.tracker.transferred(c, held, other)
-    # the agent's leg may already be gone: its Dial ended when the consulted party left for the new bridge
-    reply = await drv.conn.send("Hangup", {"Channel": c.name})
-    if not reply.ok and "o such channel" not in (reply.get("Message") or ""):
-        raise p.PabxError(Result.INVALID_OPTION, f"AMI Hangup: {reply.get('Message') or 'refused'}")
+    async def act(c: Chan, held: Chan, other: Chan):
+        await drv._bridge(held, other, r.device)
+        drv.tracker.transferred(c, held, other)
+        # the agent's leg may already be gone: its Dial ended when the consulted party left for the new bridge
+        reply = await drv.conn.send("Hangup", {"Channel": c.name})
+        if not reply.ok and "o such channel" not in (reply.get("Message") or ""):
+            raise p.PabxError(Result.INVALID_OPTION, f"AMI Hangup: {reply.get('Message') or 'refused'}")
+    await _on_consultation(drv, r.device, act)
 
 
 async def _conference(drv: AsteriskDriver, r: p.ConferenceCall):
     """The consulted party waits, the device and the held party are bridged, the consulted one joins them."""
-    c, held, other = await _consult_parties(drv, r.device)
-    await drv._act("Setvar", {"Channel": other.name, "Variable": "SMARTCTI_JOIN", "Value": c.name},
-                   Result.INVALID_OPTION, r.device)
-    await drv._act("Redirect", {"Channel": other.name, "Context": HOLD, "Exten": "s", "Priority": "1"},
-                   Result.INVALID_OPTION, r.device)
-    await drv._bridge(c, held, r.device)
-    await drv._act("Redirect", {"Channel": other.name, "Context": JOIN, "Exten": "s", "Priority": "1"},
-                   Result.INVALID_OPTION, r.device)
-    drv.tracker.conferenced(c, held, other)
+    async def act(c: Chan, held: Chan, other: Chan):
+        await drv._act("Setvar", {"Channel": other.name, "Variable": "SMARTCTI_JOIN", "Value": c.name},
+                       Result.INVALID_OPTION, r.device)
+        await drv._act("Redirect", {"Channel": other.name, "Context": HOLD, "Exten": "s", "Priority": "1"},
+                       Result.INVALID_OPTION, r.device)
+        await drv._bridge(c, held, r.device)
+        await drv._act("Redirect", {"Channel": other.name, "Context": JOIN, "Exten": "s", "Priority": "1"},
+                       Result.INVALID_OPTION, r.device)
+        drv.tracker.conferenced(c, held, other)
+    await _on_consultation(drv, r.device, act)
 
 
 async def _alternate(drv: AsteriskDriver, r: p.AlternateCall):
-    c, held, other = await _consult_parties(drv, r.device)
-    await drv._act("Redirect", {"Channel": other.name, "Context": HOLD, "Exten": "s", "Priority": "1",
-                                "ExtraChannel": c.name, "ExtraContext": PARK, "ExtraExten": "s",
-                                "ExtraPriority": "1"}, Result.INVALID_OPTION, r.device)
-    await drv._bridge(c, held, r.device)
-    drv.tracker.alternated(c, held, other)
+    async def act(c: Chan, held: Chan, other: Chan):
+        await drv._act("Redirect", {"Channel": other.name, "Context": HOLD, "Exten": "s", "Priority": "1",
+                                    "ExtraChannel": c.name, "ExtraContext": PARK, "ExtraExten": "s",
+                                    "ExtraPriority": "1"}, Result.INVALID_OPTION, r.device)
+        await drv._bridge(c, held, r.device)
+        drv.tracker.alternated(c, held, other)
+    await _on_consultation(drv, r.device, act)
 
 
 async def _single_step(drv: AsteriskDriver, r: p.SingleStepTransfer):
