@@ -35,12 +35,27 @@ def lab(request):
     if baresip() is None:
         pytest.skip(HOW_TO_GET_PHONES)
     lab = Lab(request.param).start()
+    SEEN.append(lab)
     try:
         for ext in EXTENSIONS:
             lab.phone(ext)
         yield lab
     finally:
+        SEEN.remove(lab)
         lab.stop()
+
+
+SEEN: list[Lab] = []        # the lab of the module's current build: its events go into a failed wait
+
+
+def what_asterisk_did(last: int = 60) -> str:
+    """The lab's last AMI events, one line each: what a failed wait shows besides the gateway's events."""
+    if not SEEN:
+        return ""
+    lines = [f"{e.get('Event')} {e.get('Channel', '')} {e.get('DestChannel', '')} "
+             f"{e.get('DialStatus') or e.get('Result') or e.get('ChannelStateDesc') or ''}".rstrip()
+             for e in SEEN[-1].ami.events[-last:]]
+    return "\nAsterisk's last events:\n  " + "\n  ".join(lines)
 
 
 def config(lab: Lab, **pabx) -> dict:
@@ -66,7 +81,10 @@ def gw(lab):
 
 
 def wait(gw, device, expected, since):
-    return wait_device(gw, device, expected, since, timeout=CALL_WAIT)
+    try:
+        return wait_device(gw, device, expected, since, timeout=CALL_WAIT)
+    except AssertionError as e:
+        raise AssertionError(f"{e}{what_asterisk_did()}") from None
 
 
 def agent_ready(gw, device="2001", agent="1234", group="701") -> int:
