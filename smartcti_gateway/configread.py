@@ -73,6 +73,14 @@ class Reader:
             raise self.fail(parent, key, path, "must be a mapping (key: value lines)")
         return value
 
+    def section(self, root: Map, name: str, allowed: set[str]) -> Map | None:
+        """The top-level mapping ``name`` with only ``allowed`` keys; None when the config has none."""
+        if root.get(name) is None:
+            return None
+        m = self.mapping(root[name], name, root, name)
+        self.check_keys(m, name, allowed)
+        return m
+
     def check_keys(self, m: Map, path: str, allowed: set[str]) -> None:
         for k in m:
             if k not in allowed:

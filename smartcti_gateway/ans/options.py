@@ -103,11 +103,10 @@ def _ivr(r: Reader, m: Map, path: str) -> IvrOptions:
 
 
 def parse(r: Reader, root: Map) -> ProtocolConfig | None:
-    if root.get("protocol") is None:
+    m = r.section(root, "protocol", KEYS)
+    if m is None:
         return None
     path = "protocol"
-    m = r.mapping(root["protocol"], path, root, "protocol")
-    r.check_keys(m, path, KEYS)
     pc = ProtocolConfig()
     pc.mode = r.get(m, "mode", path, str, pc.mode,
                     check=lambda v: None if v in MODES else f"must be one of {', '.join(MODES)}")

@@ -55,11 +55,10 @@ def _names(r: Reader, m: Map, key: str, path: str) -> Map:
 
 
 def parse(r: Reader, root: Map) -> SupervisorConfig | None:
-    if root.get("supervisor") is None:
+    m = r.section(root, "supervisor", KEYS)
+    if m is None:
         return None
     path = "supervisor"
-    m = r.mapping(root["supervisor"], path, root, "supervisor")
-    r.check_keys(m, path, KEYS)
     sc = SupervisorConfig()
 
     sc.trusted_header = r.get(m, "trusted_header", path, str, "", check=lambda v: None if not v or (
