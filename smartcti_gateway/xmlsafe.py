@@ -39,15 +39,16 @@ def _refuse_dtd(*_) -> None:
     raise ValueError("DTDs and entities are not accepted")
 
 
-def xmlrpc_loads(body: bytes) -> tuple[tuple, str | None]:
+def xmlrpc_loads(body: bytes, plain_utf8: bool | None = None) -> tuple[tuple, str | None]:
     """``xmlrpc.client.loads`` that refuses a DTD: (params, method name or None). A Fault raises as
     ``xmlrpc.client.Fault``; anything unreadable raises.
 
     A plain UTF-8 document (every NGC event and answer) is read with lxml, four times cheaper than
     expat's callbacks into Python; anything else -- another encoding, a DTD, a shape the tree reading
     does not know, malformed XML -- goes to the stdlib's own reading, so every odd input gets exactly
-    the answer or the error it always got."""
-    if _plain_utf8(body):
+    the answer or the error it always got. ``plain_utf8``: what the caller already found of the body
+    (markup first, UTF-8, no DTD); None, looked at here."""
+    if _plain_utf8(body) if plain_utf8 is None else plain_utf8:
         try:
             return _from_tree(etree.fromstring(body, parser()))
         except (_Unusual, etree.XMLSyntaxError, ValueError, TypeError):

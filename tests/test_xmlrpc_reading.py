@@ -143,3 +143,18 @@ def test_the_plain_path_is_taken_for_what_the_ngc_sends_and_only_for_utf8():
     assert not xmlsafe._plain_utf8(b"<?xml version='1.0' encoding='ISO-8859-1'?><methodCall/>")
     assert not xmlsafe._plain_utf8(b"\xef\xbb\xbf<methodCall/>")
     assert not xmlsafe._plain_utf8(b"<!DOCTYPE m><methodCall/>")
+
+
+@pytest.mark.parametrize("body", ODD, ids=range(len(ODD)))
+def test_the_digitro_driver_reading_tells_xmlsafe_what_it_checked_and_reads_alike(body):
+    """The driver checks DTD and UTF-8 itself and passes that on (plain_utf8): the same values and errors,
+    where it does not refuse the body first (a DTD, bytes that are not UTF-8)."""
+    from smartcti_gateway.pabx.digitro.driver import _loads
+    try:
+        _loads(body)
+    except ValueError as e:
+        if "DTDs" in str(e) or "not valid UTF-8" in str(e):
+            return                                   # the driver's own refusals, before any reading
+    except Exception:  # noqa: BLE001 - compared below
+        pass
+    assert comparable(outcome(_loads, body)) == comparable(stdlib(body))

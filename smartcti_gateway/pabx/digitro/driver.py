@@ -64,6 +64,7 @@ def _loads(body: bytes) -> tuple[tuple[Any, ...], str | None]:
     """
     if has_dtd(body):
         raise ValueError("DTDs and entities are not accepted")
+    plain = False
     if body[:2] not in (b"\xff\xfe", b"\xfe\xff"):
         m = _DECLARED_ENCODING.match(body)
         if m is None or m.group(1).lower() in (b"utf-8", b"utf8"):
@@ -71,7 +72,8 @@ def _loads(body: bytes) -> tuple[tuple[Any, ...], str | None]:
                 body.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise ValueError(f"the body is not valid UTF-8 (byte offset {e.start})") from None
-    return xmlrpc_loads(body)
+            plain = body[:1] == b"<"          # what xmlsafe would look for again
+    return xmlrpc_loads(body, plain)
 
 
 def _too_deep(value: Any) -> bool:
