@@ -41,6 +41,9 @@ OPERATION_METHODS = {
     "StopRec": "stop_recording", "queryAgentState": "agent_state", "GetCallList": "group_calls",
     "SystemStatus": "status", "showVersion": "version",
 }
+# commands that change nothing on the NGC, so cause no event
+QUERIES = frozenset({"queryAgentState", "GetCallList", "SystemStatus", "showVersion", "selfTest",
+                     "GetInfoChamAtiv", "getActiveCallInfo"})
 # what a technician does with one test agent during a capture (docs/migration.md)
 ROUND = ("AgentInService", "Logon", "Ready", "inbound call (RINGING)", "Answer", "Hold", "Retrieve",
          "OneStepCallTransfer", "MakeCall", "NotReady", "Logoff")
@@ -424,7 +427,9 @@ class Learner:
     def _following_soap_event(self, t: float, params: list) -> dict | None:
         """The SOAP event DigitroCTILink pushed for this NGC event: for the same device, near in time (before
         it too: a middleware may confirm a command before the NGC reports it), and the one whose values the
-        NGC event carries best (an agent's READY has its agent and group, a RINGING its call id and ANI)."""
+        NGC event carries best (an agent's READY has its agent and group, a RINGING its call id and ANI).
+        A later event that followed a newer command for the device is that command's rather than this
+        one's (a LOGGEDON confirmed at once, then the NGC's own report, then Ready and its READY)."""
         flat = {_text(v).strip() for v in (params[0].values() if len(params) == 1 and isinstance(params[0], dict)
                                            else params)} - {""}
         best, best_key = None, None
@@ -432,16 +437,26 @@ class Learner:
             if e.get("_used") or e["parsed"]["operation"] == "INSERVICE" or abs(e["t"] - t) > EVENT_WINDOW:
                 continue
             args = e["parsed"]["args"]
-            if _text(args.get("CDEVICE", "")).strip() not in flat:
+            device = _text(args.get("CDEVICE", "")).strip()
+            if device not in flat:
                 continue
             carried = [_text(v).strip() for k, v in args.items() if k in EVENT_FIELDS and _text(v).strip()]
             score = sum(1 for v in carried if v in flat) - sum(1 for v in carried if v not in flat)
-            key = (score, e["t"] >= t, -abs(e["t"] - t))
+            key = (score, not self._commanded_between(device, t, e["t"]), e["t"] >= t, -abs(e["t"] - t))
             if best_key is None or key > best_key:
                 best, best_key = e, key
         if best is not None:
             best["_used"] = True
         return best
+
+    def _commanded_between(self, device: str, start: float, end: float) -> bool:
+        """Did Protheus send a command for ``device`` between ``start`` and ``end`` (a query excepted)?"""
+        for request, _ in self.commands:
+            if start < request["t"] < end and request["parsed"]["operation"] not in QUERIES:
+                args = request["parsed"]["args"]
+                if device in (_text(args.get("device", "")).strip(), _text(args.get("cDevice", "")).strip()):
+                    return True
+        return False
 
     def _type_member(self, struct: dict) -> str:
         member = self.default.fields["event"]
