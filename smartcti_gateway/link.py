@@ -86,8 +86,7 @@ class Link:
         self.protocols = protocols
         self.engine = Engine(version, self.health, pop_template=pop_template,
                              protocol_of=self._protocol_of if protocols is not None else None,
-                             late_reports=driver.reports_late, pause_reasons=pause_reasons, wrap_up=wrap_up,
-                             dialler=dialler)
+                             pause_reasons=pause_reasons, wrap_up=wrap_up, dialler=dialler)
         self.switch = self.engine.switch          # what the status page and /metrics read
         self.pause_reasons = pause_reasons        # names what the PABX reports (the supervisor's board)
         self.eventing = eventing or EventingClient()

@@ -23,6 +23,7 @@ from smartcti_gateway.core.notify import (
 
 E = p.CallEventType
 A = p.AgentEventType
+A_S = p.AgentState
 D = p.Direction
 CS = p.ConnectionState
 
@@ -596,13 +597,12 @@ def test_a_refused_ready_is_not_confirmed():
     assert c.outbox == []
 
 
-def test_a_switch_that_reports_late_gets_logon_confirmed_and_every_echo_absorbed_in_order():
+def test_a_switch_that_reports_late_has_every_echo_absorbed_in_order():
     """Polled events: the PABX's reports of Logon, Ready and NotReady come after all three answers.
     Protheus hears LOGGEDON, READY, NOTREADY once each, in that order; a report after the echoes' wait
     is news again."""
     clock = [100.0]
     c = Commands(Switch(lambda: clock[0]), "test", notifier=None)
-    c.notifier.late_reports = True
     c.plan("AgentInService", {"device": "2001", "ipaddress": URL}).done(None)
     c.outbox.clear()
     for op, args in (("Logon", {"agentID": "1234", "groupID": "701"}), ("Ready", {}), ("NotReady", {})):
@@ -610,14 +610,91 @@ def test_a_switch_that_reports_late_gets_logon_confirmed_and_every_echo_absorbed
     told = [x.name for x in c.outbox]
     for kind in (A.LOGGED_ON, A.READY, A.NOT_READY):       # the late reports
         told += [x.name for x in c.notifier.on_pabx_event(p.AgentEvent(kind, "2001", "1234", ("701",)))]
+        assert c.switch.agent_state("2001") is A_S.NOT_READY
     assert told == ["LOGGEDON", "READY", "NOTREADY"]
     clock[0] += 11                                            # the agent presses ready on the phone, later
     assert [x.name for x in c.notifier.on_pabx_event(p.AgentEvent(A.READY, "2001", "1234", ("701",)))] == ["READY"]
 
 
-def test_a_switch_that_reports_at_once_keeps_the_single_echo_rule():
+@pytest.mark.parametrize("echo", ["after", "before", "never"])
+def test_logon_and_logoff_are_confirmed_once_whether_the_switch_reports_them_or_not(echo):
+    """smartcti.md §3.5: LOGGEDON and LOGGEDOFF follow the commands; a PABX that reports them is not
+    heard twice."""
+    c = Commands(Switch(), "test")
+    c.plan("AgentInService", {"device": "2001", "ipaddress": URL}).done(None)
+    c.outbox.clear()
+    told = []
+    for op, args, kind in (("Logon", {"agentID": "1234", "groupID": "701"}, A.LOGGED_ON),
+                           ("Logoff", {}, A.LOGGED_OFF)):
+        step = c.plan(op, {"device": "2001", **args})
+        if echo == "before":
+            told += c.notifier.on_pabx_event(p.AgentEvent(kind, "2001", "1234", ("701",)))
+        assert step.done(None) == 0
+        told += c.outbox
+        c.outbox.clear()
+        if echo == "after":
+            told += c.notifier.on_pabx_event(p.AgentEvent(kind, "2001", "1234", ("701",)))
+    assert [(x.name, x.values) for x in told] == [("LOGGEDON", ("1234", "701")), ("LOGGEDOFF", ("1234", "701"))]
+
+
+def test_a_logon_report_overtaken_by_the_ready_answer_undoes_nothing():
+    """Seen in CI on the simulated NGC: its LOGGEDON came after the answer to the next Ready. Protheus
+    heard READY, LOGGEDON, READY, and queryAgentState said 26 when the NGC died before its READY came."""
     c = Commands(Switch(), "test")
     c.plan("AgentInService", {"device": "2001", "ipaddress": URL}).done(None)
     c.outbox.clear()
     assert c.plan("Logon", {"device": "2001", "agentID": "1234", "groupID": "701"}).done(None) == 0
-    assert c.outbox == []                                     # LOGGEDON is the PABX's to tell
+    assert c.plan("Ready", {"device": "2001"}).done(None) == 0
+    told = [x.name for x in c.outbox]
+    told += [x.name for x in c.notifier.on_pabx_event(p.AgentEvent(A.LOGGED_ON, "2001", "1234", ("701",)))]
+    assert c.switch.agent_state("2001") is A_S.READY
+    assert c.plan("queryAgentState", {"cDevice": "2001"}).failed(p.PabxUnavailable(Result.OUT_OF_SERVICE)) == 28
+    told += [x.name for x in c.notifier.on_pabx_event(p.AgentEvent(A.READY, "2001", "1234", ("701",)))]
+    assert told == ["LOGGEDON", "READY"]
+    # a change on the phone afterwards is news again
+    assert [x.name for x in c.notifier.on_pabx_event(p.AgentEvent(A.NOT_READY, "2001", "1234", ("701",)))] == \
+        ["NOTREADY"]
+    assert c.switch.agent_state("2001") is A_S.NOT_READY
+
+
+def test_a_report_that_is_news_means_no_earlier_echo_will_come():
+    """A pause on the phone reported after the gateway's Ready answered but before its echo: the PABX
+    may have done the pause first, so the Ready's echo that follows is the truth and is told."""
+    c = Commands(Switch(), "test")
+    c.plan("AgentInService", {"device": "2001", "ipaddress": URL}).done(None)
+    _agent_on(c.notifier, A.NOT_READY)
+    c.outbox.clear()
+    assert c.plan("Ready", {"device": "2001"}).done(None) == 0
+    told = [x.name for x in c.outbox]
+    for kind in (A.NOT_READY, A.READY):
+        told += [x.name for x in c.notifier.on_pabx_event(p.AgentEvent(kind, "2001", "1234", ("701",)))]
+    assert told == ["READY", "NOTREADY", "READY"]
+    assert c.switch.agent_state("2001") is A_S.READY
+
+
+def test_the_switchs_present_word_is_not_taken_for_a_stale_echo():
+    """A resync (queryAgentState's answer) says how the agent is now, whatever echo is still awaited."""
+    c = Commands(Switch(), "test")
+    c.plan("AgentInService", {"device": "2001", "ipaddress": URL}).done(None)
+    c.plan("Logon", {"device": "2001", "agentID": "1234", "groupID": "701"}).done(None)
+    c.plan("Ready", {"device": "2001"}).done(None)
+    c.outbox.clear()
+    assert c.plan("queryAgentState", {"cDevice": "2001"}).done(
+        p.AgentInfo(A_S.LOGGED_ON, "1234", ("701",))) == 26
+    assert [x.name for x in c.outbox] == ["LOGGEDON"]
+
+
+def test_a_switch_that_does_not_echo_commands_has_no_stale_reports():
+    """Once an echo went unanswered, a change on the phone that matches an older confirmed change is
+    the agent's, not a late echo: Ready and NotReady from Protheus, then ready on the phone."""
+    clock = [100.0]
+    c = Commands(Switch(lambda: clock[0]), "test")
+    c.plan("AgentInService", {"device": "2001", "ipaddress": URL}).done(None)
+    c.plan("Logon", {"device": "2001", "agentID": "1234", "groupID": "701"}).done(None)
+    clock[0] += 11                                 # no LOGGEDON came
+    for op in ("Ready", "NotReady"):
+        assert c.plan(op, {"device": "2001"}).done(None) == 0
+    c.outbox.clear()
+    assert [x.name for x in c.notifier.on_pabx_event(p.AgentEvent(A.READY, "2001", "1234", ("701",)))] == \
+        ["READY"]
+    assert c.switch.agent_state("2001") is A_S.READY

@@ -343,9 +343,9 @@ def test_protheus_refusing_a_message_makes_the_gateway_read_the_wsdl_again(gw):
 
 
 # ----------------------------------------------------------- findings of smartcti.md §10, end to end
-def test_ready_and_not_ready_reach_protheus_even_from_a_silent_pabx():
+def test_agent_changes_reach_protheus_even_from_a_silent_pabx():
     """§10.2: the listener's Pausa/Disponível button moves only on READY/NOTREADY events; some PABXs
-    say nothing about changes made by a command."""
+    say nothing about changes made by a command. §3.5: LOGGEDON and LOGGEDOFF follow the commands too."""
     g = RunningGateway(simulated_config(agent_events_on_commands=False))
     try:
         since = in_service(g, "2001")
@@ -353,11 +353,15 @@ def test_ready_and_not_ready_reach_protheus_even_from_a_silent_pabx():
         assert g.code("Ready", device="2001", agentID="", groupID="") == 0
         assert g.code("NotReady", device="2001", agentID="", groupID="") == 0
         assert g.code("Ready", device="2001", agentID="", groupID="") == 0
-        got = wait_device(g, "2001", ["READY", "NOTREADY", "READY"], since)
-        assert [params(e)["CAGENTID"] for e in got] == ["1234"] * 3
-        # the agent's own keys on the phone are reported by the PABX, and reach Protheus once
+        got = wait_device(g, "2001", ["LOGGEDON", "READY", "NOTREADY", "READY"], since)
+        assert [params(e)["CAGENTID"] for e in got] == ["1234"] * 4
+        # the agent's own keys on the phone are reported by the PABX, and reach Protheus once, even
+        # though they repeat a change made by a command seconds ago
         g.sim("/sim/phone", {"device": "2001", "action": "pause"})
-        wait_device(g, "2001", ["READY", "NOTREADY", "READY", "NOTREADY"], since)
+        wait_device(g, "2001", ["LOGGEDON", "READY", "NOTREADY", "READY", "NOTREADY"], since)
+        assert g.code("queryAgentState", cDevice="2001") == 30
+        assert g.code("Logoff", device="2001", agentID="", groupID="") == 0
+        wait_device(g, "2001", ["LOGGEDON", "READY", "NOTREADY", "READY", "NOTREADY", "LOGGEDOFF"], since)
     finally:
         g.close()
 

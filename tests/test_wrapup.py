@@ -43,11 +43,11 @@ def test_after_a_call_after_call_work_then_ready_by_itself(echo):
         in_service(gw, "2001")
         if echo:
             since = agent_ready(gw, groups="701,702")
-        else:          # a silent NGC: Protheus hears READY only (tests/test_e2e_events.py)
+        else:          # a silent NGC: the gateway tells what its commands did (tests/test_e2e_events.py)
             since = mark(gw)
             assert gw.code("Logon", device="2001", agentID="1234", groupID="701,702") == 0
             assert gw.code("Ready", device="2001", agentID="", groupID="") == 0
-            wait_device(gw, "2001", ["READY"], since)
+            wait_device(gw, "2001", ["LOGGEDON", "READY"], since)
             since = mark(gw)
         answered_then_cleared(gw)
         wait_device(gw, "2001", ["RINGING", "ANSWERED", "CONNECTIONCLEARED", "NOTREADY"], since)

@@ -213,8 +213,7 @@ class Commands:
                 d.agent.password = password or d.agent.password
             d.agent.reason = reason
             d.wrap_up_until = 0.0       # ready, paused or logged off by Protheus: a wrap-up ends here
-            if state in (AgentState.READY, AgentState.NOT_READY) or self.notifier.late_reports:
-                self.outbox.extend(self.notifier.agent_confirmed(d, notes_before))
+            self.outbox.extend(self.notifier.agent_confirmed(d, notes_before))
             return int(Result.SUCCESS)
 
         return Step(SetAgentState(name, agent_id, groups, state, password, reason), done, _code)

@@ -48,12 +48,11 @@ class Outcome:
 
 class Engine:
     def __init__(self, version: str, health: LinkHealth | None = None, clock: Callable[[], float] = time.monotonic,
-                 *, pop_template: str = "", protocol_of: ProtocolOf | None = None, late_reports: bool = False,
+                 *, pop_template: str = "", protocol_of: ProtocolOf | None = None,
                  pause_reasons: PauseReasons = NO_PAUSE_REASONS, wrap_up: WrapUp = NO_WRAP_UP,
                  dialler: DiallerRule = NO_DIALLER_RULE):
         self.switch = Switch(clock)
-        notifier = Notifier(self.switch, pop_template=pop_template, protocol_of=protocol_of,
-                            late_reports=late_reports, dialler=dialler)
+        notifier = Notifier(self.switch, pop_template=pop_template, protocol_of=protocol_of, dialler=dialler)
         self._commands = Commands(self.switch, version, health, notifier, pause_reasons)
         self._notifier = self._commands.notifier
         self._wrap_up = AfterCallWork(self._commands, wrap_up)

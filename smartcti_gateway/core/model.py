@@ -88,12 +88,11 @@ class Device:
     agent: Agent | None = None
     calls: list[str] = field(default_factory=list)  # call ids, oldest first
     last_failure: Result | None = None
-    # the last agent event Protheus was told, how many so far, and the PABX echo of a command the
-    # gateway already confirmed (READY/NOTREADY), which is not told twice
+    # the last agent event Protheus was told and how many so far; the agent changes the gateway
+    # confirmed whose report from the PABX has not come yet, (event name, when), oldest first (core/notify.py)
     agent_note: tuple = ()
     agent_notes: int = 0
-    agent_echo: tuple = ()
-    agent_echoes: list = field(default_factory=list)   # with late reports: every confirmed change still to echo
+    agent_echoes: list = field(default_factory=list)
     # automatic wrap-up (core/wrapup.py): when the agent is made ready again (clock), 0 = none; when it
     # started, and the pause reason the PABX was given for it (its echo is not the agent pausing)
     wrap_up_until: float = 0.0

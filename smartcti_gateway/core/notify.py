@@ -176,18 +176,16 @@ def failure_cause(cause: Result) -> int:
     return int(FAILURE_CAUSES.get(cause, cause))
 
 
-# With a switch that reports late (polled events), how long a confirmed change's echo is waited for.
+# How long a confirmed agent change's echo from the switch is waited for.
 ECHO_WAIT = 10.0
 
 
 class Notifier:
     def __init__(self, switch: Switch, *, pop_template: str = "", protocol_of: ProtocolOf | None = None,
-                 late_reports: bool = False, dialler: DiallerRule = NO_DIALLER_RULE):
+                 dialler: DiallerRule = NO_DIALLER_RULE):
         self.switch = switch
         self.dialler = dialler      # which calls a dialler delivered (CALLTYPE 3), when the PABX does not say
-        # the switch's reports may lag its answers (polled events): Logon/Logoff are confirmed too, so that
-        # LOGGEDON comes first, and every confirmed change's echo is absorbed when it comes, in order
-        self.late_reports = late_reports
+        self.switch_echoes = True   # does the switch report the changes the gateway's commands make?
         self.pop_template = pop_template
         self.protocol_of = protocol_of
 
@@ -221,32 +219,33 @@ class Notifier:
         return [Notification("INSERVICE", device.name, spelling, (), urls) for spelling, urls in device.by_spelling()]
 
     def agent_confirmed(self, dev: Device, notes_before: int) -> list[Notification]:
-        """READY / NOTREADY after Protheus' Ready / NotReady succeeded (smartcti.md §10.2): the listener's
-        Pausa/Disponível button moves only on these events. Nothing when the PABX's own event already
-        told Protheus since the command was planned; a later echo of the PABX is not repeated."""
+        """LOGGEDON / READY / NOTREADY / LOGGEDOFF after Protheus' command succeeded (smartcti.md §3.5,
+        §10.2): the listener's Pausa/Disponível button moves only on these events, and some PABXs say
+        nothing about a change a command made. Nothing when the PABX's own event already told Protheus
+        since the command was planned.
+
+        Every change told here is remembered until the PABX's echo comes (``Device.agent_echoes``), so
+        that the echo is not told twice, and an echo that comes after a later change of the gateway's
+        is stale and changes nothing (a LOGGEDON delivered after the next Ready's answer must not undo
+        the Ready)."""
         state = dev.agent.state if dev.agent is not None else AgentState.LOGGED_OFF
-        kind = {AgentState.READY: AgentEventType.READY, AgentState.NOT_READY: AgentEventType.NOT_READY,
-                AgentState.WORK_AFTER_CALL: AgentEventType.WORK_AFTER_CALL}.get(state)   # wrap-up: NOTREADY
-        if kind is None and self.late_reports:
-            kind = {AgentState.LOGGED_ON: AgentEventType.LOGGED_ON,
-                    AgentState.LOGGED_OFF: AgentEventType.LOGGED_OFF}.get(state)
+        kind = _AGENT_STATE_EVENTS.get(state)     # busy: the calls tell it
         if kind is None:
             return []
-        if dev.agent_notes > notes_before and dev.agent_note[:1] == (_AGENT_EVENTS[kind],):
-            return []
-        notes = self._agent(dev, AgentEvent(kind, dev.name), confirming=True)
-        dev.agent_echo = dev.agent_note
-        if self.late_reports:
-            dev.agent_echoes.append((_AGENT_EVENTS[kind], self.switch.clock()))
-        return notes
+        name = _AGENT_EVENTS[kind]
+        if dev.agent_notes > notes_before and dev.agent_note[:1] == (name,):
+            self.switch_echoes = True
+            return []          # the PABX's report overtook the answer: told, and no echo to wait for
+        self._expire(dev.agent_echoes)
+        dev.agent_echoes.append((name, self.switch.clock()))
+        return self._agent(dev, AgentEvent(kind, dev.name))
 
     def on_pabx_event(self, event: PabxEvent) -> list[Notification]:
         dev = self.switch.devices.get(event.device)
         if dev is None:
             return []
         if isinstance(event, AgentEvent):
-            self.switch.apply(event)
-            return self._agent(dev, event)
+            return self._agent_report(dev, event)
         held_before = any(self.switch.calls.get(c) is not None and
                           self.switch.calls[c].connections.get(dev.name) is CS.HELD
                           for c in (event.call_id, event.old_call_id) if c)
@@ -284,6 +283,7 @@ class Notifier:
         if known is AgentState.WORK_AFTER_CALL and info.state is AgentState.NOT_READY and dev.wrap_up_until:
             return []   # the wrap-up's own pause, as the switch sees it
         kind = _AGENT_STATE_EVENTS[info.state]
+        dev.agent_echoes.clear()    # the switch's present word: no report still on its way counts
         return self.on_pabx_event(AgentEvent(kind, dev.name, info.agent_id, info.groups))
 
     def _resync_calls(self, dev: Device, calls: list[CallInfo]) -> list[Notification]:
@@ -312,25 +312,49 @@ class Notifier:
         cleaned = tuple(clean(v) if isinstance(v, str) else v for v in values)
         return [Notification(name, dev.name, clean(spelling), cleaned, urls) for spelling, urls in dev.by_spelling()]
 
-    def _agent(self, dev: Device, ev: AgentEvent, confirming: bool = False) -> list[Notification]:
-        agent_id = ev.agent_id or (dev.agent.agent_id if dev.agent else "")
-        groups = ev.groups or (dev.agent.groups if dev.agent else ())
+    def _agent_report(self, dev: Device, ev: AgentEvent) -> list[Notification]:
+        """An agent event from the switch, measured against the changes the gateway confirmed.
+
+        The switch reports in its own order. A report of the oldest change still awaiting its echo,
+        when later ones are waiting too, is stale: it was overtaken by a later command's answer, and
+        the model and Protheus keep the later state. A report of the newest is its echo (told only if
+        Protheus heard otherwise since). Any other report is news, and no earlier echo will come after
+        it. A switch that let an echo go unanswered is taken for one that does not echo commands, and
+        nothing it reports is stale until it echoes one again."""
         name = _AGENT_EVENTS[ev.type]
-        note = (name, agent_id, groups)
-        echo, dev.agent_echo = dev.agent_echo, ()
-        if not confirming and dev.agent_echoes:
-            now = self.switch.clock()
-            dev.agent_echoes[:] = [e for e in dev.agent_echoes if now - e[1] <= ECHO_WAIT]
-            pending = [e[0] for e in dev.agent_echoes]
-            if name in pending:
-                # a late report of a change already confirmed; the echoes before it will not come any more
-                del dev.agent_echoes[:pending.index(name) + 1]
+        echoes = dev.agent_echoes
+        if echoes:
+            self._expire(echoes)
+            pending = [e[0] for e in echoes]
+            if len(pending) > 1 and pending[0] == name and self.switch_echoes:
+                del echoes[0]
                 return []
-        elif echo and name == echo[0] and not confirming:
-            return []   # the PABX's own report of a change the gateway already confirmed
-        dev.agent_note = note
+            echo = pending[-1:] == [name]
+            echoes.clear()
+            if echo:
+                self.switch_echoes = True
+                self.switch.apply(ev)
+                return [] if self._agent_note(dev, ev) == dev.agent_note else self._agent(dev, ev)
+        self.switch.apply(ev)
+        return self._agent(dev, ev)
+
+    def _expire(self, echoes: list) -> None:
+        now = self.switch.clock()
+        kept = [e for e in echoes if now - e[1] <= ECHO_WAIT]
+        if len(kept) < len(echoes):
+            self.switch_echoes = False
+            echoes[:] = kept
+
+    @staticmethod
+    def _agent_note(dev: Device, ev: AgentEvent) -> tuple:
+        return (_AGENT_EVENTS[ev.type], ev.agent_id or (dev.agent.agent_id if dev.agent else ""),
+                ev.groups or (dev.agent.groups if dev.agent else ()))
+
+    def _agent(self, dev: Device, ev: AgentEvent) -> list[Notification]:
+        """Protheus told of an agent change; remembered as the last told."""
+        note = dev.agent_note = self._agent_note(dev, ev)
         dev.agent_notes += 1
-        return self._notify(dev, name, agent_id, ",".join(groups))
+        return self._notify(dev, note[0], note[1], ",".join(note[2]))
 
     def _call_type(self, dev: Device, call: Call | None, ev: CallEvent, ani: str) -> int:
         """RINGING.CALLTYPE: 1 and 3 open a customer screen in Protheus, any other value does not

@@ -68,9 +68,6 @@ class Driver(ABC):
     events_received = 0      # PABX events taken in (a driver counts them, or reads them from its connection)
     concurrency = 16         # requests in flight while the switch is caught up (links[].pabx.concurrency)
     events_rejected = 0      # PABX reports refused as unreadable or unknown
-    # the switch's reports may come well after the answer to the command that caused them (its events
-    # are polled): the core then keeps every confirmed change's echo until it comes (core/notify.py)
-    reports_late = False
     # the switch reports its queues' callers itself (QueueEvent); otherwise the link polls QueryGroupCalls
     reports_queues = False
     spy_supported = False      # a supervisor can listen to, whisper to and barge into calls (the Spy request)

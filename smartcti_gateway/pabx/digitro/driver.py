@@ -133,10 +133,6 @@ class DigitroDriver(Driver):
 
     # ------------------------------------------------------ what is shown
     @property
-    def reports_late(self) -> bool:
-        return self.d.polled
-
-    @property
     def target(self) -> str:
         return redact_url(self.url)
 
