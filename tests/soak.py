@@ -776,14 +776,15 @@ class Soak:
             await self.session.close()
 
     # ----------------------------------------------------------- results
+    def windows_at(self, t: float) -> list[dict]:
+        """The fault windows a moment (seconds since t0) falls in, oldest first: from each fault's start to
+        its end plus the ttl (events caught up late), plus a margin. On a slow machine they overlap."""
+        return [w for w in self.windows
+                if w["start"] - 1 <= t <= w.get("end", w["start"]) + (self.ttl if w["kind"] == "protheus_down" else 0) + 5]
+
     def window_of(self, t: float) -> dict | None:
-        """The fault window a moment (seconds since t0) belongs to: from the fault's start to its end plus the
-        ttl (events caught up late), plus a margin."""
-        for w in self.windows:
-            end = w.get("end", w["start"]) + (self.ttl if w["kind"] == "protheus_down" else 0) + 5
-            if w["start"] - 1 <= t <= end:
-                return w
-        return None
+        """The fault a moment is blamed on: of the windows it falls in, the latest fault's."""
+        return next(reversed(self.windows_at(t)), None)
 
     def results(self, duration: float, cpu: float, first_start: float, logon_s: float, drain_s: float) -> dict:
         pf, ck = self.pf, self.checker
@@ -792,13 +793,19 @@ class Soak:
                    or k.startswith("events_stale")}
         # drops outside the Protheus outage (+ ttl) are unexplained
         unexplained_drops = 0.0
+        drops_outside: list[dict] = []      # when, and which counters: what a failed run must show
         prev: dict[str, float] = {}
         for t, m in self.metric_samples:
             d = sum(m.get(k, 0) for k in ("dropped_stale", "dropped_overflow", "events_failed")) - \
                 sum(prev.get(k, 0) for k in ("dropped_stale", "dropped_overflow", "events_failed"))
-            w = self.window_of(t)
-            if d > 0 and not (w and w["kind"] in ("protheus_down", "gateway_kill_9")):
+            # Protheus down or the gateway killed excuse a drop in their window, whatever fault came after
+            kinds = [w["kind"] for w in self.windows_at(t)]
+            if d > 0 and not {"protheus_down", "gateway_kill_9"} & set(kinds):
                 unexplained_drops += d
+                drops_outside.append({"t": round(t, 2), "dropped": d, "windows": kinds,
+                                      "counters": {k: v - prev.get(k, 0) for k, v in m.items()
+                                                   if k.startswith(("dropped_", "events_stale", "events_failed"))
+                                                   and v != prev.get(k, 0)}})
             prev = m
         anomalies = []
         for a in ck.anomalies:
@@ -897,7 +904,7 @@ class Soak:
             "rss_mib": {"first": all_rss[0], "max": max(all_rss), "last": all_rss[-1], "slope_mib_per_min": slope,
                         "samples": len(self.rss)},
             "cpu_s": round(cpu, 2), "cpu_ms_per_call": round(cpu_ms, 2),
-            "anomalies": anomalies[:200], "anomalies_total": len(anomalies),
+            "anomalies": anomalies[:200], "anomalies_total": len(anomalies), "drops_outside": drops_outside[:50],
             "open_calls": open_legs[:200], "open_calls_while_running": self.running_checks[:200],
             "figures": [{"figure": f, "value": v, "target": tg, "met": bool(ok)} for f, v, tg, ok in figures],
             "ok": all(ok for *_, ok in figures),
