@@ -419,6 +419,13 @@ async def _retrieve(drv: AsteriskDriver, r: p.RetrieveCall):
     drv.tracker.retrieved_by_us(c, held)
 
 
+async def _hang_up(drv: AsteriskDriver, chan: Chan) -> None:
+    """Hang ``chan`` up; one that is gone already ("No such channel") is what was wanted."""
+    reply = await drv.conn.send("Hangup", {"Channel": chan.name})
+    if not reply.ok and "o such channel" not in (reply.get("Message") or ""):
+        raise p.PabxError(Result.INVALID_OPTION, f"AMI Hangup: {reply.get('Message') or 'refused'}")
+
+
 async def _hang_up_consulted(drv: AsteriskDriver, c: Chan, held: Chan) -> None:
     """Whoever ``c`` talks to in its consultation hangs up. A Local channel of the dialling may have been
     optimised away meanwhile ("No such channel"): then the party swapped in for it is the one."""
@@ -426,9 +433,7 @@ async def _hang_up_consulted(drv: AsteriskDriver, c: Chan, held: Chan) -> None:
         consulted = drv.tracker.chans.get(c.peer)
         if consulted is None or consulted.uniqueid == held.uniqueid:
             return
-        reply = await drv.conn.send("Hangup", {"Channel": consulted.name})
-        if not reply.ok and "o such channel" not in (reply.get("Message") or ""):
-            raise p.PabxError(Result.INVALID_OPTION, f"AMI Hangup: {reply.get('Message') or 'refused'}")
+        await _hang_up(drv, consulted)
         await drv._until(lambda: consulted.uniqueid not in drv.tracker.chans, drv.common.timeout)
 
 
@@ -509,9 +514,7 @@ async def _transfer(drv: AsteriskDriver, r: p.TransferCall):
         await drv._bridge(held, other, r.device)
         drv.tracker.transferred(c, held, other)
         # the agent's leg may already be gone: its Dial ended when the consulted party left for the new bridge
-        reply = await drv.conn.send("Hangup", {"Channel": c.name})
-        if not reply.ok and "o such channel" not in (reply.get("Message") or ""):
-            raise p.PabxError(Result.INVALID_OPTION, f"AMI Hangup: {reply.get('Message') or 'refused'}")
+        await _hang_up(drv, c)
     await _on_consultation(drv, r.device, act)
 
 
