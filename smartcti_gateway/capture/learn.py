@@ -41,9 +41,10 @@ OPERATION_METHODS = {
     "StopRec": "stop_recording", "queryAgentState": "agent_state", "GetCallList": "group_calls",
     "SystemStatus": "status", "showVersion": "version",
 }
-# commands that change nothing on the NGC, so cause no event
-QUERIES = frozenset({"queryAgentState", "GetCallList", "SystemStatus", "showVersion", "selfTest",
-                     "GetInfoChamAtiv", "getActiveCallInfo"})
+# logical methods that only read the PABX
+READ_ONLY = ("status", "version", "agent_state", "device_calls", "group_calls", "poll_events")
+# SOAP operations that change something on the NGC, so may cause an event
+ACTING = frozenset(op for op, method in OPERATION_METHODS.items() if method not in READ_ONLY)
 # what a technician does with one test agent during a capture (docs/migration.md)
 ROUND = ("AgentInService", "Logon", "Ready", "inbound call (RINGING)", "Answer", "Hold", "Retrieve",
          "OneStepCallTransfer", "MakeCall", "NotReady", "Logoff")
@@ -452,7 +453,7 @@ class Learner:
     def _commanded_between(self, device: str, start: float, end: float) -> bool:
         """Did Protheus send a command for ``device`` between ``start`` and ``end`` (a query excepted)?"""
         for request, _ in self.commands:
-            if start < request["t"] < end and request["parsed"]["operation"] not in QUERIES:
+            if start < request["t"] < end and request["parsed"]["operation"] in ACTING:
                 args = request["parsed"]["args"]
                 if device in (_text(args.get("device", "")).strip(), _text(args.get("cDevice", "")).strip()):
                     return True
