@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-from smartcti_gateway.capture.learn import LearnError, learn, write_dialect
+from smartcti_gateway.capture.learn import LearnError, Learner, learn, write_dialect
 from smartcti_gateway.cli import main
 from smartcti_gateway.pabx.digitro.dialect import Dialect
 
@@ -218,3 +218,32 @@ def test_bad_captures_and_empty_ones_get_a_clear_error(tmp_path, capsys):
     good.write_text('{"format": "smartcti-capture", "version": 1, "started": 1, "sides": {}}\n')
     assert main(["learn", str(good), "-o", str(tmp_path / "d.yaml")]) == 2
     assert (tmp_path / "d.yaml").read_text() == "keep"         # never overwritten without --force
+
+
+def _soap_event(t: float, operation: str, conn: int, **args) -> list[dict]:
+    return [{"t": t, "side": "soap", "dir": "event_to_protheus", "conn": conn,
+             "parsed": {"operation": operation, "args": {"CDEVICE": "2001", "ILINKID": "1", **args}}}]
+
+
+def _ngc_event(t: float, kind: str, conn: int) -> list[dict]:
+    struct = {"EVENTO": kind, "ID_CANAL": 1, "DISPOSITIVO": "2001", "AGENTE": "1234", "GRUPO_DAC": "701"}
+    return [{"t": t, "side": "xmlrpc", "dir": "callback_to_gateway", "conn": conn,
+             "parsed": {"method": "cti.evento", "params": [struct]}}]
+
+
+@pytest.mark.parametrize("order", ["reports-first", "logon-report-after-the-ready"])
+def test_events_are_paired_in_order_when_the_middleware_confirms_at_once(order):
+    """Seen in CI: the middleware confirmed LOGGEDON and READY at their answers, and the NGC's report of
+    the logon came after the Ready's READY; the nearest later SOAP event taught AGENTE_LOGADO -> ready."""
+    agent = {"CAGENTID": "1234", "CGROUPID": "701"}
+    times = {"reports-first": (1.00, 1.01, 1.10, 1.11), "logon-report-after-the-ready": (1.00, 1.12, 1.10, 1.13)}
+    loggedon, logado, ready, disponivel = times[order]
+    logon = [{"t": 0.99, "side": "soap", "dir": "to_middleware", "conn": 0,
+              "parsed": {"operation": "Logon", "args": {"device": "2001", "agentID": "1234", "groupID": "701"}}}]
+    records = logon + (_soap_event(loggedon, "LOGGEDON", 1, **agent) + _ngc_event(logado, "AGENTE_LOGADO", 2) +
+               _soap_event(ready, "READY", 3, **agent) + _ngc_event(disponivel, "AGENTE_DISPONIVEL", 4))
+    records.sort(key=lambda r: r["t"])
+    learner = Learner(records)
+    learner.learn_events()
+    assert "AGENTE_LOGADO" not in learner.out["events"] and "AGENTE_DISPONIVEL" not in learner.out["events"]
+    assert "event EVENTO=AGENTE_LOGADO -> logged_on (1 sample)" in learner.report.learned

@@ -41,10 +41,6 @@ OPERATION_METHODS = {
     "StopRec": "stop_recording", "queryAgentState": "agent_state", "GetCallList": "group_calls",
     "SystemStatus": "status", "showVersion": "version",
 }
-# logical methods that only read the PABX
-READ_ONLY = ("status", "version", "agent_state", "device_calls", "group_calls", "poll_events")
-# SOAP operations that change something on the NGC, so may cause an event
-ACTING = frozenset(op for op, method in OPERATION_METHODS.items() if method not in READ_ONLY)
 # what a technician does with one test agent during a capture (docs/migration.md)
 ROUND = ("AgentInService", "Logon", "Ready", "inbound call (RINGING)", "Answer", "Hold", "Retrieve",
          "OneStepCallTransfer", "MakeCall", "NotReady", "Logoff")
@@ -429,8 +425,10 @@ class Learner:
         """The SOAP event DigitroCTILink pushed for this NGC event: for the same device, near in time (before
         it too: a middleware may confirm a command before the NGC reports it), and the one whose values the
         NGC event carries best (an agent's READY has its agent and group, a RINGING its call id and ANI).
-        A later event that followed a newer command for the device is that command's rather than this
-        one's (a LOGGEDON confirmed at once, then the NGC's own report, then Ready and its READY)."""
+        Of those, the earliest not paired yet: a middleware tells a device's changes in the order the NGC
+        made them, whether it confirms a command at once or waits for the NGC's report, and the report
+        may come after the next command's confirmation (a LOGGEDON confirmed, Ready and its READY, then
+        the NGC's report of the logon)."""
         flat = {_text(v).strip() for v in (params[0].values() if len(params) == 1 and isinstance(params[0], dict)
                                            else params)} - {""}
         best, best_key = None, None
@@ -438,26 +436,16 @@ class Learner:
             if e.get("_used") or e["parsed"]["operation"] == "INSERVICE" or abs(e["t"] - t) > EVENT_WINDOW:
                 continue
             args = e["parsed"]["args"]
-            device = _text(args.get("CDEVICE", "")).strip()
-            if device not in flat:
+            if _text(args.get("CDEVICE", "")).strip() not in flat:
                 continue
             carried = [_text(v).strip() for k, v in args.items() if k in EVENT_FIELDS and _text(v).strip()]
             score = sum(1 for v in carried if v in flat) - sum(1 for v in carried if v not in flat)
-            key = (score, not self._commanded_between(device, t, e["t"]), e["t"] >= t, -abs(e["t"] - t))
+            key = (score, -e["t"])
             if best_key is None or key > best_key:
                 best, best_key = e, key
         if best is not None:
             best["_used"] = True
         return best
-
-    def _commanded_between(self, device: str, start: float, end: float) -> bool:
-        """Did Protheus send a command for ``device`` between ``start`` and ``end`` (a query excepted)?"""
-        for request, _ in self.commands:
-            if start < request["t"] < end and request["parsed"]["operation"] in ACTING:
-                args = request["parsed"]["args"]
-                if device in (_text(args.get("device", "")).strip(), _text(args.get("cDevice", "")).strip()):
-                    return True
-        return False
 
     def _type_member(self, struct: dict) -> str:
         member = self.default.fields["event"]

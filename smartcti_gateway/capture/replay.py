@@ -23,7 +23,7 @@ from typing import Any, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from .learn import OPERATION_METHODS, READ_ONLY
+from .learn import OPERATION_METHODS
 from .parse import parse_soap
 from .reader import read_capture
 
@@ -32,6 +32,8 @@ NORMALISED = ("callback and eventing URLs (http://… values): ours, not the sit
               "keep-alive (status) and poll calls: made on the gateway's own clock, not compared",
               "read-only queries (agent state, calls of a device or group) either side makes for its own "
               "bookkeeping: compared only for the command that asks for them")
+# logical methods that only read the PABX
+READ_ONLY = ("status", "version", "agent_state", "device_calls", "group_calls", "poll_events")
 STEP_TIMEOUT = 5.0
 
 
