@@ -207,10 +207,8 @@ def _snap(prefix: str, channel: str, uid: str, linked: str, num: str, connected:
             f"{prefix}Uniqueid": uid, f"{prefix}Linkedid": linked}
 
 
-def test_attended_transfer_made_by_the_phone():
-    """The agent's phone (2001) holds the customer, calls 2002 and transfers with REFER/Replaces:
-    Asterisk swaps the customer into the second bridge (as cacofonisk's recorded xfer_abbcac shows) and
-    says AttendedTransfer; the agent's two legs hang up. 2002 must get the customer as Dígitro gives it."""
+def _phone_transfer() -> list[dict]:
+    """The agent's phone (2001) holds the customer, calls 2002 and transfers with REFER/Replaces."""
     cust = ("PJSIP/trunk-00000001", "1.1", "1.1", ANI)
     a1 = ("PJSIP/2001-00000002", "1.2", "1.1", "2001")
     a2 = ("PJSIP/2001-00000003", "1.3", "1.3", "2001")
@@ -245,7 +243,13 @@ def test_attended_transfer_made_by_the_phone():
         {"Event": "Hangup", **_snap("", *cust), "Cause": "16"},
         {"Event": "Hangup", **_snap("", *b), "Cause": "16"},
     ]
-    got = by_device(replay(ev))
+    return ev
+
+
+def test_attended_transfer_made_by_the_phone():
+    """Asterisk swaps the customer into the second bridge (as cacofonisk's recorded xfer_abbcac shows) and
+    says AttendedTransfer; the agent's two legs hang up. 2002 must get the customer as Dígitro gives it."""
+    got = by_device(replay(_phone_transfer()))
     assert got["2001"] == [
         ("RINGING", "1.1", ANI, "7001", f"3|{ANI}", 1), ("ANSWERED", "1.1", ANI, "7001"), ("HELD", "1.1", ANI, "7001"),
         ("SERVICEINITIATED", "1.3", "2001", "2002"), ("ORIGINATED", "1.3", "2001", "2002"),
@@ -256,6 +260,27 @@ def test_attended_transfer_made_by_the_phone():
         ("CONNECTIONCLEARED", "1.3", "2001", "2002"),
         ("RINGING", "1.1", ANI, "7001", f"3|{ANI}", 1), ("ANSWERED", "1.1", ANI, "7001"),
         ("CONNECTIONCLEARED", "1.1", ANI, "7001")]
+
+
+def test_a_late_event_with_the_old_connected_line_does_not_undo_a_transfer():
+    """Seen in CI under load: after the transfer an event of 2002's channel still named 2001 as its
+    connected line, and GetInfoChamAtiv gave 2001 as the customer's number."""
+    ev = _phone_transfer()
+    at = next(i for i, e in enumerate(ev) if e["Event"] == "AttendedTransfer") + 1
+    b = ("PJSIP/2002-00000004", "1.4", "1.3", "2002")
+    ev[at:at] = [{"Event": "Newstate", **_snap("", *b, connected="2001")}]
+    ev = [e for e in ev if e["Event"] != "Hangup"]
+    tracker = Tracker("PJSIP/", lambda q: q, lambda _ev: None)
+    tracker.monitored.update(DEVICES)
+    for e in ev:
+        tracker.on_event(Message(dict(e), list(e.items())))
+    (info,) = tracker.calls_of("2002")
+    assert (info.call_id, info.calling) == ("1.1", ANI)
+    # a change of its own is taken, and then the old party may be right again
+    tracker.on_event(Message.of(Event="Newstate", **_snap("", *b, connected="4830000009")))
+    assert tracker.calls_of("2002")[0].calling == "4830000009"
+    tracker.on_event(Message.of(Event="Newstate", **_snap("", *b, connected="2001")))
+    assert tracker.calls_of("2002")[0].calling == "2001"
 
 
 def test_a_local_channel_optimised_away_leaves_its_far_side_as_the_peer():

@@ -72,6 +72,8 @@ class Chan:
     state: str = ""              # ChannelStateDesc
     caller: str = ""             # CallerIDNum
     connected: str = ""          # ConnectedLineNum
+    # its connected line before a transfer gave it another party: a late event that still says so is stale
+    connected_before: str = ""
     exten: str = ""
     context: str = ""
     call_id: str = ""            # the core's id of the call this channel is in now
@@ -171,7 +173,11 @@ class Tracker:
         c.state = m.get(prefix + "ChannelStateDesc") or c.state
         # a number once known stays known: some events of a call say <unknown> for it again
         c.caller = _num(m.get(prefix + "CallerIDNum", "")) or c.caller
-        c.connected = _num(m.get(prefix + "ConnectedLineNum", "")) or c.connected
+        connected = _num(m.get(prefix + "ConnectedLineNum", ""))
+        if connected and connected != c.connected_before:
+            if connected != c.connected:
+                c.connected_before = ""          # a change of its own: the old party may come back
+            c.connected = connected
         if m.get(prefix + "Exten") not in ("", "s"):
             c.exten = m.get(prefix + "Exten")
             c.first_exten = c.first_exten or c.exten
@@ -413,6 +419,7 @@ class Tracker:
             consult_call = target.call_id
             target.call_id = first.call_id
             target.dnis = first.dnis or transferee.first_exten or first.exten
+            target.connected_before = target.connected
             target.connected, target.group = transferee.caller, first.group
             target.reported = "established"
             target.dialling = ""
@@ -558,6 +565,7 @@ class Tracker:
         if self.mine(other):
             other.call_id = held.call_id
             other.dnis = held.dnis or held.exten
+            other.connected_before = other.connected
             other.connected, other.group = held.caller, c.group or held.group
             other.reported = "established"
             self.emit(CallEvent(E.TRANSFERRED, other.device, held.call_id, calling=held.caller,
